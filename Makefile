@@ -1,0 +1,43 @@
+# personalai: two commands for a fresh machine.
+#   make demo   the whole loop on a local control plane, tiny model, CPU
+#   make test   every test tier this machine can run
+# Each installs what it needs (a virtualenv in .venv, Kubernetes binaries cached in ~/.cache/personalai).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv binaries cluster-up cluster-down cluster-status lint clean
+
+venv: $(VENV)/.installed
+
+# Reinstall only when the dependency list changes; pip's own cache keeps the torch wheel outside the repo.
+$(VENV)/.installed: pyproject.toml
+	@echo ">> creating $(VENV) and installing personalai[dev] (first time: torch is large, several minutes)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --progress-bar off -e '.[operator,trainer,server,dev]'
+	touch $@
+
+binaries: venv
+	$(PY) -m devcluster build
+
+cluster-up: binaries
+	$(PY) -m devcluster up
+
+cluster-down: venv
+	$(PY) -m devcluster down
+
+cluster-status: venv
+	$(PY) -m devcluster status
+
+test: binaries
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: binaries
+	$(PY) -m devcluster demo
+
+clean:
+	-$(PY) -m devcluster down
+	rm -rf $(VENV) .work

@@ -1,0 +1,35 @@
+"""Run the server: `python -m personalai_server --config /etc/personalai/server.yaml`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="personalai_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="server config file (JSON or YAML)")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from .app import build_app
+
+    app = build_app(config, config_path=args.config)
+    # The access log shows method, path and status only: never bodies, so never message text.
+    uvicorn.run(app, host=config.listen.host, port=config.listen.port, log_level=args.log_level, ws="websockets-sansio")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

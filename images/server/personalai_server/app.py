@@ -1,0 +1,76 @@
+"""Assemble the FastAPI app: config, token store, session store, engine, routes, background tasks.
+
+    app = build_app(config, config_path="/etc/personalai/server.yaml")
+
+The engine loads in the background so /healthz answers at once and /readyz turns 200 when the
+model is in memory. `engine` may be passed in (the benchmark uses this to time the server alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import FastAPI
+
+from .auth import TokenStore
+from .config import ServerConfig
+from .engines import Engine, build_engine
+from .errors import install_error_handlers
+from .metrics import ServerMetrics
+from .middleware import RequestMetrics, RequestSizeLimit
+from .reloader import purge_expired, watch_config
+from .routes import chat, health, openai, sessions, tgi
+from .service import ChatService
+from .storage import SessionStore
+
+log = logging.getLogger(__name__)
+
+
+async def load_engine(service: ChatService) -> None:
+    try:
+        await service.engine.start(service.config.adapter.version)
+        service.metrics.observe_adapters(service.engine.loaded_adapters(), service.engine.active_adapter)
+        log.info("model ready", extra={"engine": service.engine.kind, "adapterVersion": service.engine.active_adapter})
+    except Exception:
+        # /readyz stays 503 and says why in the log; the process stays up for the probes to see.
+        log.exception("engine failed to start")
+
+
+def build_app(config: ServerConfig, config_path: str | None = None, engine: Engine | None = None) -> FastAPI:
+    tokens = TokenStore.from_dir(config.auth.tokens_dir)
+    store = SessionStore(config.storage.data_dir)
+    engine = engine or build_engine(config)
+    metrics = ServerMetrics()
+    service = ChatService(config, store, engine, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        purge_expired(service)
+        tasks = [asyncio.create_task(load_engine(service)), asyncio.create_task(watch_config(service, config_path))]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await engine.close()
+            store.close()
+
+    app = FastAPI(
+        title="personalai server",
+        version="0.1.0",
+        description=f"Chat with {config.persona.display_name}'s PersonalAI. Send `Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.tokens = tokens
+    install_error_handlers(app)
+    for module in (health, sessions, chat, openai, tgi):
+        app.include_router(module.router)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestSizeLimit, max_bytes_of=lambda: service.config.limits.max_request_bytes)
+    if len(tokens) == 0:
+        log.warning("no tokens in auth.tokensDir: every API request will get 401")
+    return app

@@ -1,0 +1,66 @@
+"""Re-read the config file every reloadIntervalSeconds and apply what can change while running.
+
+A new `adapter.version` is verified and loaded beside the current one, then made active: requests
+already generating finish on the old adapter, new ones use the new one, with no restart. The
+conversation settings and limits apply to the next request. Changes to the engine, storage, auth or
+listen sections need a restart (logged, and the old values stay in force). Expired sessions are
+purged on the same timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .config import ConfigError, ServerConfig, load_config
+from .engines import EngineError
+from .service import ChatService
+
+log = logging.getLogger(__name__)
+
+RESTART_ONLY = ("engine", "storage", "auth", "listen")
+PURGE_EVERY_SECONDS = 300.0
+
+
+async def apply_config(service: ChatService, new: ServerConfig) -> bool:
+    """Apply `new` to the running service; returns whether the active adapter changed."""
+    old = service.config
+    for section in RESTART_ONLY:
+        if getattr(old, section) != getattr(new, section):
+            log.warning("config section %s changed; it takes effect after a restart", section)
+            new = new.model_copy(update={section: getattr(old, section)})
+    changed = new.adapter.version != service.engine.active_adapter
+    if changed:
+        await service.engine.activate_adapter(new.adapter.version)
+        log.info("adapter switched", extra={"adapterVersion": new.adapter.version})
+    service.config = new
+    if hasattr(service.engine, "config"):
+        service.engine.config = new
+    service.metrics.observe_adapters(service.engine.loaded_adapters(), service.engine.active_adapter)
+    return changed
+
+
+async def watch_config(service: ChatService, config_path: str | None) -> None:
+    last_purge = 0.0
+    while True:
+        await asyncio.sleep(service.config.reload_interval_seconds)
+        if time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
+            purge_expired(service)
+            last_purge = time.monotonic()
+        if config_path is None or not service.engine.ready:
+            continue
+        try:
+            await apply_config(service, load_config(config_path))
+        except ConfigError as error:
+            log.error("config not reloaded: %s", error)
+        except EngineError as error:
+            # The old adapter keeps serving; the next tick tries again.
+            log.error("adapter not switched: %s", error)
+
+
+def purge_expired(service: ChatService) -> int:
+    removed = service.store.purge_expired(service.config.conversation.retention_days)
+    if removed:
+        log.info("expired sessions purged", extra={"count": removed})
+    return removed

@@ -1,0 +1,73 @@
+"""/api/ai-echo/sessions: create, list, read, update and delete chat sessions of the caller's token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from ..auth import Principal
+from ..dependencies import authorize, get_service
+from ..schemas import ErrorResponse, MessageOut, SessionCreate, SessionDetail, SessionList, SessionOut, SessionSettings, SessionUpdate
+from ..service import ChatService
+from ..storage import StoredSession
+
+ERRORS = {401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 429: {"model": ErrorResponse}}
+
+router = APIRouter(prefix="/api/ai-echo/sessions", tags=["sessions"], responses=ERRORS)
+
+
+def session_out(session: StoredSession) -> SessionOut:
+    return SessionOut(
+        session_id=session.id,
+        title=session.title,
+        settings=SessionSettings.model_validate(session.settings),
+        created_at=session.created_at,
+        updated_at=session.updated_at,
+        message_count=session.message_count,
+    )
+
+
+@router.post("", status_code=201, response_model=SessionOut, response_model_by_alias=True)
+async def create_session(
+    body: SessionCreate, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)
+) -> SessionOut:
+    return session_out(service.create_session(principal, body.title, body.settings))
+
+
+@router.get("", response_model=SessionList)
+async def list_sessions(principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)) -> SessionList:
+    return SessionList(sessions=[session_out(s) for s in service.store.list_sessions(principal.owner)])
+
+
+@router.get("/{sessionId}", response_model=SessionDetail)
+async def get_session(
+    sessionId: str, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)  # noqa: N803
+) -> SessionDetail:
+    session = service.get_session(principal, sessionId, with_messages=True)
+    messages = [MessageOut(role=m.role, content=m.content, timestamp=m.created_at, metadata=m.metadata) for m in session.messages]
+    return SessionDetail(**session_out(session).model_dump(), messages=messages)
+
+
+@router.put("/{sessionId}", response_model=SessionOut)
+async def update_session(
+    sessionId: str,  # noqa: N803
+    body: SessionUpdate,
+    principal: Principal = Depends(authorize),
+    service: ChatService = Depends(get_service),
+) -> SessionOut:
+    service.get_session(principal, sessionId)
+    settings = None
+    if body.settings is not None:
+        settings = service.check_settings(body.settings).model_dump(by_alias=True)
+    updated = service.store.update_session(principal.owner, sessionId, body.title, settings)
+    if updated is None:
+        service.get_session(principal, sessionId)  # deleted meanwhile: the usual 404
+    return session_out(updated)
+
+
+@router.delete("/{sessionId}", status_code=204, response_class=Response)
+async def delete_session(
+    sessionId: str, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)  # noqa: N803
+) -> Response:
+    if not service.store.delete_session(principal.owner, sessionId):
+        service.get_session(principal, sessionId)
+    return Response(status_code=204)

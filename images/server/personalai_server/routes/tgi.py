@@ -1,0 +1,176 @@
+"""Text Generation Inference's protocol, backed by the local engine: /generate, /generate_stream.
+
+Lets another personalai server (engine.kind "tgi") or any `text-generation` client use this one as
+its TGI; `parameters.adapter_id` names an adapter version under adapter.dir (loaded on first use,
+after its manifest check), as TGI's multi-LoRA does. The prompt is raw text, already templated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
+
+from ..auth import Principal
+from ..dependencies import authorize, get_service
+from ..engines import AdapterError, GenerationParams, GenerationStats
+from ..engines.base import BASE_MODEL
+from ..errors import APIError
+from ..schemas import ErrorResponse
+from ..service import ChatService
+from ..sse import SSE_HEADERS, SSE_MEDIA_TYPE, format_event
+
+router = APIRouter(tags=["tgi"], responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 501: {"model": ErrorResponse}})
+
+
+class TGIParameters(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    max_new_tokens: int = Field(default=20, ge=1)
+    do_sample: bool = False
+    temperature: float | None = Field(default=None, gt=0.0)
+    top_p: float | None = Field(default=None, gt=0.0, lt=1.0)
+    seed: int | None = Field(default=None, ge=0)
+    adapter_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    details: bool = False
+
+
+class TGIRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    inputs: str = Field(min_length=1)
+    parameters: TGIParameters = Field(default_factory=TGIParameters)
+    stream: bool = False
+
+
+class TGIToken(BaseModel):
+    id: int
+    text: str
+    logprob: float | None = None
+    special: bool
+
+
+class TGIDetails(BaseModel):
+    finish_reason: str
+    generated_tokens: int
+    seed: int | None = None
+    prefill: list[dict[str, Any]] = []
+    tokens: list[TGIToken] = []
+
+
+class TGIResponse(BaseModel):
+    generated_text: str
+    details: TGIDetails | None = None
+
+
+def tgi_params(service: ChatService, parameters: TGIParameters) -> GenerationParams:
+    if parameters.max_new_tokens > service.config.limits.max_tokens:
+        raise APIError(422, "max_tokens_too_large", f"parameters.max_new_tokens must be at most {service.config.limits.max_tokens}",
+                       "parameters.max_new_tokens")
+    sampling = parameters.do_sample or parameters.temperature is not None or parameters.top_p is not None
+    return GenerationParams(
+        max_tokens=parameters.max_new_tokens,
+        temperature=(parameters.temperature or 1.0) if sampling else 0.0,
+        top_p=parameters.top_p or 1.0,
+        # TGI without adapter_id answers with the base model.
+        adapter=parameters.adapter_id or BASE_MODEL,
+        seed=parameters.seed,
+    )
+
+
+def local_engine(service: ChatService):
+    if not hasattr(service.engine, "stream_ids"):
+        raise APIError(501, "not_supported", "the TGI protocol is served only with engine.kind local", None)
+    service.require_ready()
+    return service.engine
+
+
+async def load_requested_adapter(engine, params: GenerationParams) -> None:
+    """Load adapter_id before the response starts, so a bad one is a plain 422."""
+    if params.adapter:
+        try:
+            await engine.ensure_adapter(params.adapter)
+        except AdapterError as error:
+            raise APIError(422, "adapter_not_found", str(error), "parameters.adapter_id") from None
+
+
+async def token_events(service, engine, request: TGIRequest, params: GenerationParams, stats: GenerationStats, release):
+    """TGI stream events: one per token; the last carries generated_text and details."""
+    prompt_ids = engine.tokenizer.encode_prompt(request.inputs)
+    pending: dict[str, Any] | None = None
+    pieces: list[str] = []
+    try:
+        async with contextlib.aclosing(engine.stream_ids(prompt_ids, params, stats)) as tokens:
+            async for index, (token_id, text) in _enumerate(tokens):
+                if pending is not None:
+                    yield pending
+                pieces.append(text)
+                pending = {"index": index, "token": {"id": token_id, "text": text, "logprob": None, "special": False},
+                           "generated_text": None, "details": None}
+    except AdapterError as error:
+        raise APIError(422, "adapter_not_found", str(error), "parameters.adapter_id") from None
+    finally:
+        release()
+    finish = stats.finish_reason or "length"
+    if finish == "eos_token" or pending is None:
+        eos_id = next(iter(engine.tokenizer.eos_ids), 0)
+        if pending is not None:
+            yield pending
+        pending = {"index": stats.completion_tokens, "token": {"id": eos_id, "text": "", "logprob": None, "special": True}}
+    pending["generated_text"] = "".join(pieces)
+    pending["details"] = {"finish_reason": finish, "generated_tokens": stats.completion_tokens, "seed": params.seed}
+    service.observe(stats)
+    yield pending
+
+
+async def _enumerate(iterator):
+    index = 0
+    async for item in iterator:
+        yield index, item
+        index += 1
+
+
+@router.post("/generate", response_model=TGIResponse)
+async def generate(request: TGIRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)):
+    engine = local_engine(service)
+    params = tgi_params(service, request.parameters)
+    await load_requested_adapter(engine, params)
+    stats = GenerationStats()
+    release = service.take_stream_slot(principal)
+    tokens: list[TGIToken] = []
+    last: dict[str, Any] = {}
+    async for event in token_events(service, engine, request, params, stats, release):
+        if not event["token"]["special"]:
+            tokens.append(TGIToken(**event["token"]))
+        last = event
+    details = TGIDetails(**last["details"], tokens=tokens) if request.parameters.details else None
+    return TGIResponse(generated_text=last["generated_text"], details=details)
+
+
+@router.post("/generate_stream", response_class=StreamingResponse,
+             responses={200: {"content": {SSE_MEDIA_TYPE: {}}, "description": "TGI token events"}})
+async def generate_stream(request: TGIRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)):
+    engine = local_engine(service)
+    params = tgi_params(service, request.parameters)
+    await load_requested_adapter(engine, params)
+    stats = GenerationStats()
+    release = service.take_stream_slot(principal)
+    events = token_events(service, engine, request, params, stats, release)
+
+    async def lines():
+        try:
+            async for event in events:
+                yield format_event(event)
+        except APIError as error:
+            yield format_event({"error": error.message, "error_type": error.code})
+
+    body = lines()
+
+    async def finish() -> None:
+        await body.aclose()
+        await events.aclose()
+        release()
+
+    return StreamingResponse(body, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS, background=BackgroundTask(finish))

@@ -1,0 +1,109 @@
+"""Request and response bodies of the HTTP API (camelCase on the wire, as in the product brief).
+
+These models are what FastAPI's OpenAPI document at /openapi.json describes. Length limits that
+depend on config (message length, maxTokens) are checked by the service, so errors can name them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class SessionSettings(_Camel):
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    personality_mode: str | None = Field(default=None, min_length=1, max_length=64)
+    enable_emotional_tone: bool = False
+
+
+class SessionCreate(_Camel):
+    title: str = Field(default="New conversation", max_length=200)
+    settings: SessionSettings = Field(default_factory=SessionSettings)
+
+
+class SessionUpdate(_Camel):
+    title: str | None = Field(default=None, max_length=200)
+    settings: SessionSettings | None = None
+
+
+class MessageOut(_Camel):
+    role: Literal["user", "assistant"]
+    content: str
+    timestamp: float
+    metadata: dict[str, Any] | None = None
+
+
+class SessionOut(_Camel):
+    session_id: str
+    title: str
+    settings: SessionSettings
+    created_at: float
+    updated_at: float
+    message_count: int
+
+
+class SessionDetail(SessionOut):
+    messages: list[MessageOut]
+
+
+class SessionList(_Camel):
+    sessions: list[SessionOut]
+
+
+class ChatRequest(_Camel):
+    message: str = Field(min_length=1)
+    # Absent: a new session with default settings is made, and its id comes back.
+    session_id: str | None = Field(default=None, max_length=64)
+
+
+class TokenUsage(_Camel):
+    prompt: int
+    completion: int
+    total: int
+
+
+class Timing(_Camel):
+    time_to_first_token_ms: float | None
+    total_ms: float
+    tokens_per_second: float
+
+
+class ResponseMetadata(_Camel):
+    tokens: TokenUsage
+    timing: Timing
+    adapter_version: str | None
+    model: str
+    engine: str
+    personality_mode: str
+    history_messages: int
+    finish_reason: str | None
+
+
+class ChatResponse(_Camel):
+    response: str
+    session_id: str
+    metadata: ResponseMetadata
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    status: str
+    engine: str | None = None
+    adapterVersion: str | None = None
+    loadedAdapters: list[str] | None = None

@@ -1,0 +1,247 @@
+"""The chat logic between the HTTP routes and the engine: sessions, turns, limits, metadata.
+
+A turn is prepared (validated, history windowed and trimmed, a stream slot taken) before any byte
+of the response is sent, so every refusal is a plain status code; then it is generated, and only a
+complete reply is stored, together with its question.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .auth import Principal
+from .config import ServerConfig
+from .engines import Engine, EngineError, GenerationParams, GenerationStats
+from .engines.base import AdapterError
+from .errors import APIError
+from .limits import RateLimiter, StreamSlots, retry_after_header
+from .metrics import ServerMetrics
+from .prompts import PromptTooLongError, Sampling, build_messages, build_system_prompt, resolve_sampling
+from .schemas import SessionSettings
+from .storage import SessionStore, StoredSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Turn:
+    principal: Principal
+    session: StoredSession
+    user_text: str
+    messages: list[dict[str, str]]
+    mode: str
+    params: GenerationParams
+    history_messages: int
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    reply: str = ""
+    metadata: dict[str, Any] | None = None
+    _release: Any = None
+
+    def release(self) -> None:
+        """Give the stream slot back; safe to call more than once."""
+        release, self._release = self._release, None
+        if release:
+            release()
+
+
+class ChatService:
+    def __init__(self, config: ServerConfig, store: SessionStore, engine: Engine, metrics: ServerMetrics):
+        self.config = config
+        self.store = store
+        self.engine = engine
+        self.metrics = metrics
+        self.rate_limiter = RateLimiter()
+        self.stream_slots = StreamSlots()
+
+    # --- limits -------------------------------------------------------------------------------
+
+    def count_request(self, principal: Principal) -> None:
+        wait = self.rate_limiter.acquire(principal.owner, self.config.limits.requests_per_minute)
+        if wait:
+            self.metrics.rejections.labels(limit="requestsPerMinute").inc()
+            raise APIError(
+                429, "rate_limited", "too many requests: limits.requestsPerMinute reached", None,
+                {"Retry-After": retry_after_header(wait)},
+            )
+
+    def take_stream_slot(self, principal: Principal):
+        if not self.stream_slots.try_acquire(principal.owner, self.config.limits.concurrent_streams):
+            self.metrics.rejections.labels(limit="concurrentStreams").inc()
+            raise APIError(
+                429, "too_many_streams", "too many replies at once: limits.concurrentStreams reached", None,
+                {"Retry-After": retry_after_header(StreamSlots.RETRY_SECONDS)},
+            )
+        self.metrics.active_streams.inc()
+
+        released = False
+
+        def release() -> None:
+            # Idempotent: the end of a stream and the response's cleanup both call it.
+            nonlocal released
+            if not released:
+                released = True
+                self.stream_slots.release(principal.owner)
+                self.metrics.active_streams.dec()
+
+        return release
+
+    # --- sessions -----------------------------------------------------------------------------
+
+    def check_settings(self, settings: SessionSettings, field_prefix: str = "settings") -> SessionSettings:
+        modes = self.config.conversation.personality_modes
+        if settings.personality_mode is not None and settings.personality_mode not in modes:
+            raise APIError(
+                422, "unknown_personality_mode",
+                f"{field_prefix}.personalityMode must be one of: {', '.join(sorted(modes))}",
+                f"{field_prefix}.personalityMode",
+            )
+        if settings.max_tokens is not None and settings.max_tokens > self.config.limits.max_tokens:
+            raise APIError(
+                422, "max_tokens_too_large",
+                f"{field_prefix}.maxTokens must be at most {self.config.limits.max_tokens}",
+                f"{field_prefix}.maxTokens",
+            )
+        return settings
+
+    def create_session(self, principal: Principal, title: str, settings: SessionSettings) -> StoredSession:
+        self.check_settings(settings)
+        if self.store.count_sessions(principal.owner) >= self.config.limits.max_sessions_per_token:
+            raise APIError(
+                429, "too_many_sessions", "limits.maxSessionsPerToken reached: delete a session first", None,
+                {"Retry-After": "60"},
+            )
+        return self.store.create_session(principal.owner, title, settings.model_dump(by_alias=True))
+
+    def get_session(self, principal: Principal, session_id: str, with_messages: bool = False) -> StoredSession:
+        session = self.store.get_session(principal.owner, session_id, with_messages=with_messages)
+        if session is None:
+            raise APIError(404, "session_not_found", "no such session for this token", "sessionId")
+        return session
+
+    # --- turns --------------------------------------------------------------------------------
+
+    def check_message(self, text: str, field_name: str = "message") -> None:
+        if len(text) > self.config.limits.max_message_chars:
+            raise APIError(
+                413, "message_too_long",
+                f"{field_name} is longer than limits.maxMessageChars ({self.config.limits.max_message_chars})",
+                field_name,
+            )
+        if not text.strip():
+            raise APIError(422, "empty_message", f"{field_name} must not be empty", field_name)
+
+    def require_ready(self) -> None:
+        if not self.engine.ready:
+            raise APIError(503, "model_loading", "the model is still loading; retry shortly", None, {"Retry-After": "5"})
+
+    def prepare_turn(self, principal: Principal, user_text: str, session_id: str | None) -> Turn:
+        """Validate and build everything a turn needs; raises APIError before any reply starts."""
+        self.check_message(user_text)
+        self.require_ready()
+        if session_id is None:
+            session = self.create_session(principal, "New conversation", SessionSettings())
+        else:
+            session = self.get_session(principal, session_id)
+        conversation = self.config.conversation
+        settings = SessionSettings.model_validate(session.settings)
+        mode_name = settings.personality_mode or conversation.default_mode
+        mode = conversation.personality_modes.get(mode_name)
+        if mode is None:  # the mode was removed from config since the session chose it
+            mode_name, mode = conversation.default_mode, conversation.personality_modes[conversation.default_mode]
+        sampling = resolve_sampling(mode, conversation, settings.temperature, settings.max_tokens)
+        sampling = Sampling(sampling.temperature, sampling.top_p, min(sampling.max_tokens, self.config.limits.max_tokens))
+        stored = self.store.recent_messages(principal.owner, session.id, conversation.history_window)
+        history = [{"role": m.role, "content": m.content} for m in stored]
+        system_prompt = build_system_prompt(
+            mode, self.config.persona.display_name, settings.enable_emotional_tone, conversation
+        )
+        messages = self.fit_messages(system_prompt, history, user_text, sampling.max_tokens)
+        params = GenerationParams(max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
+        turn = Turn(principal, session, user_text, messages, mode_name, params, history_messages=len(messages) - 2)
+        turn._release = self.take_stream_slot(principal)
+        return turn
+
+    def fit_messages(self, system_prompt: str, history: list, user_text: str, reserve: int) -> list[dict[str, str]]:
+        try:
+            return build_messages(
+                system_prompt=system_prompt,
+                history=history,
+                user_text=user_text,
+                window=self.config.conversation.history_window,
+                count_tokens=self.engine.count_tokens,
+                context_length=self.engine.context_length,
+                reserve_tokens=min(reserve, self.engine.context_length // 2),
+            )
+        except PromptTooLongError:
+            raise APIError(413, "message_too_long", "message does not fit the model's context", "message") from None
+
+    async def stream_reply(
+        self, messages: list[dict[str, str]], params: GenerationParams, stats: GenerationStats, release
+    ) -> AsyncIterator[str]:
+        """The engine's text pieces, with the slot given back and metrics kept however it ends."""
+        completed = False
+        try:
+            async with contextlib.aclosing(self.engine.stream(messages, params, stats)) as stream:
+                async for piece in stream:
+                    yield piece
+            completed = True
+        except AdapterError as error:
+            raise APIError(503, "adapter_unavailable", str(error), None) from None
+        except EngineError as error:
+            raise APIError(502, "engine_error", str(error), None) from None
+        finally:
+            release()
+            if not completed:
+                self.metrics.cancelled.inc()
+        self.observe(stats)
+
+    async def generate(self, turn: Turn) -> AsyncIterator[str]:
+        """The reply's text pieces; stores the exchange once the reply is complete."""
+        pieces: list[str] = []
+        async with contextlib.aclosing(self.stream_reply(turn.messages, turn.params, turn.stats, turn.release)) as stream:
+            async for piece in stream:
+                pieces.append(piece)
+                yield piece
+        turn.reply = "".join(pieces)
+        turn.metadata = self.describe(turn)
+        if not self.store.append_exchange(turn.principal.owner, turn.session.id, turn.user_text, turn.reply, turn.metadata):
+            log.info("session deleted while replying; reply not stored", extra={"owner": turn.principal.short_id})
+
+    async def complete(self, turn: Turn) -> str:
+        async for _ in self.generate(turn):
+            pass
+        return turn.reply
+
+    def describe(self, turn: Turn) -> dict[str, Any]:
+        stats = turn.stats
+        ttft = stats.time_to_first_token
+        return {
+            "tokens": {
+                "prompt": stats.prompt_tokens,
+                "completion": stats.completion_tokens,
+                "total": stats.prompt_tokens + stats.completion_tokens,
+            },
+            "timing": {
+                "timeToFirstTokenMs": None if ttft is None else round(ttft * 1000, 2),
+                "totalMs": round(stats.total_seconds * 1000, 2),
+                "tokensPerSecond": round(stats.tokens_per_second, 2),
+            },
+            "adapterVersion": stats.adapter_version,
+            "model": self.engine.model_name,
+            "engine": self.engine.kind,
+            "personalityMode": turn.mode,
+            "historyMessages": turn.history_messages,
+            "finishReason": stats.finish_reason,
+        }
+
+    def observe(self, stats: GenerationStats) -> None:
+        kind = self.engine.kind
+        if stats.time_to_first_token is not None:
+            self.metrics.time_to_first_token.labels(engine=kind).observe(stats.time_to_first_token)
+        if stats.tokens_per_second:
+            self.metrics.tokens_per_second.labels(engine=kind).observe(stats.tokens_per_second)
+        self.metrics.generated_tokens.labels(engine=kind).inc(stats.completion_tokens)

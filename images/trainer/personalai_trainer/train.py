@@ -1,0 +1,233 @@
+"""The training recipe: config, model, data, train, validate, save. Reads top to bottom.
+
+    python -m personalai_trainer --config /etc/personalai/config.json
+
+Every default lives in config.py with its reason; the helpers (packing, batching, schedule,
+validation, artifacts, reporting) are pure or small and tested on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from personalai_reflections import ReflectionsError, parse_reflections
+from personalai_reflections.paths import resolve
+from personalai_trainer.config import TrainerConfig, check_environment, choose_attention, probe_machine
+from personalai_trainer.errors import ConfigError, DataError
+from personalai_trainer.reporting import StatusReporter, TrainerMetrics, build_progress, log_event
+
+
+@dataclass
+class RunResult:
+    output: Path
+    manifest_sha256: str
+    metrics: dict
+    passed: bool
+    resumed_from_step: int | None
+
+
+def main(config: TrainerConfig) -> RunResult:
+    import torch
+
+    from personalai_trainer import checkpoints, validation
+    from personalai_trainer.artifacts import write_manifest
+    from personalai_trainer.batching import MicroBatchController, ModelShape, plan_micro_batch
+    from personalai_trainer.examples import (build_examples, build_messages, build_system_prompt,
+                                             ensure_chat_template, split_train_validation)
+    from personalai_trainer.filtering import filter_reflections
+    from personalai_trainer.loop import evaluate_loss, train_step
+    from personalai_trainer.modeling import (apply_lora, choose_compute_dtype, count_parameters, load_base_model,
+                                             model_max_positions, resolve_base_model, save_adapter)
+    from personalai_trainer.packing import pack_examples, shuffle_rows
+    from personalai_trainer.schedule import learning_rate_at
+    from personalai_trainer.telemetry import read_gpu
+
+    # --- config: check everything that can fail before anything slow starts --------------------------
+    training = config.training
+    seed_everything(training.seed)
+    machine = probe_machine()
+    source, cache_dir = resolve_base_model(config)
+    try:
+        max_positions = model_max_positions(source, cache_dir)
+    except OSError:
+        raise ConfigError(f"baseModel {config.base_model}: no local model dir, no copy under paths.modelCache, "
+                          f"and it cannot be downloaded") from None
+    check_environment(config, machine, max_positions)
+    attention = choose_attention(training.attention, machine)
+    device = "cuda" if machine.cuda else "cpu"
+    dtype = choose_compute_dtype(machine)
+    reporter = StatusReporter(config.run.namespace, config.run.name, config.reporting.kubernetes,
+                              config.reporting.min_interval_seconds)
+    metrics = TrainerMetrics(config.reporting.metrics_port, config.run.name)
+
+    # --- data: read, filter, split, augment, tokenize, pack --------------------------------------------
+    raw_bytes = read_reflections_file(config.paths.reflections)
+    try:
+        reflections = parse_reflections(raw_bytes, config.paths.reflections)
+    except ReflectionsError as error:
+        raise DataError(f"paths.reflections: {error}") from None
+    kept, filter_report = filter_reflections(reflections)
+    log_event("data filtered", read=len(reflections), **filter_report.as_dict())
+    if len(kept) < 2:
+        raise DataError(f"paths.reflections: {len(kept)} usable reflections after filtering "
+                        f"(dropped {filter_report.as_dict()['dropped']}); at least 2 are needed")
+    train_reflections, held_out = split_train_validation(kept, training.validation_split, training.seed)
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, cache_dir=cache_dir)
+    if ensure_chat_template(tokenizer):
+        log_event("tokenizer has no chat template; using the fallback template")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    system_prompt = build_system_prompt(config.persona.display_name)
+    train_examples, train_too_long = build_examples(tokenizer, train_reflections, system_prompt,
+                                                    training.max_seq_length, phrasings=training.augment_phrasings,
+                                                    seed=training.seed)
+    eval_examples, eval_too_long = build_examples(tokenizer, held_out, system_prompt, training.max_seq_length)
+    if not train_examples:
+        raise DataError("paths.reflections: no example fits training.maxSeqLength")
+    train_rows = pack_examples(train_examples, training.max_seq_length)
+    eval_rows = pack_examples(eval_examples, training.max_seq_length)
+    log_event("data ready", trainReflections=len(train_reflections), heldOut=len(held_out),
+              trainExamples=len(train_examples), packedRows=len(train_rows),
+              tokens=sum(len(row) for row in train_rows), tooLong=train_too_long + eval_too_long)
+
+    # --- model: quantized base, LoRA, micro-batch from free memory -----------------------------------------
+    model = load_base_model(source, quantization=training.quantization, attention=attention, dtype=dtype,
+                            device=device, cache_dir=cache_dir)
+    shape = ModelShape.from_config(model.config, quantized_4bit=training.quantization == "nf4")
+    free_bytes = torch.cuda.mem_get_info()[0] if machine.cuda else None
+    plan = plan_micro_batch(free_bytes=free_bytes, shape=shape, row_tokens=training.max_seq_length,
+                            rows_per_step=training.rows_per_step, requested=training.batch_size,
+                            checkpointing_mode=training.gradient_checkpointing, dynamic=training.dynamic_batching)
+    model = apply_lora(model, training.lora, gradient_checkpointing=plan.checkpointing)
+    trainable, total_parameters = count_parameters(model)
+    log_event("model ready", attention=attention, dtype=str(dtype).removeprefix("torch."), device=device,
+              quantization=training.quantization, trainableParameters=trainable, parameters=total_parameters,
+              microBatch=plan.micro_batch, gradientCheckpointing=plan.checkpointing, plan=plan.reason)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=training.learning_rate,
+                                  weight_decay=0.0, fused=machine.cuda)  # fused: one kernel per step on GPU
+    controller = MicroBatchController(plan.micro_batch, training.rows_per_step, plan.checkpointing,
+                                      training.gradient_checkpointing, training.dynamic_batching)
+    flatten = attention == "flash_attention_2"  # varlen FlashAttention reads packing from a single row
+    pad_id = tokenizer.pad_token_id
+
+    # --- train: resume where a killed pod stopped; every step covers the same rows whatever the memory --------
+    steps_per_epoch = math.ceil(len(train_rows) / training.rows_per_step)
+    total_steps = steps_per_epoch * training.epochs
+    fingerprint = run_fingerprint(config, raw_bytes)
+    checkpoint_root = resolve(config.paths.checkpoints)
+    state = checkpoints.load_latest_checkpoint(checkpoint_root, model, optimizer, fingerprint)
+    start_step = state.step if state else 0
+    if state:
+        controller.micro_batch, controller.checkpointing = state.micro_batch, state.checkpointing
+        log_event("resumed", step=start_step, totalSteps=total_steps)
+    model.train()
+    loss = eval_loss = None
+    tokens_per_second = 0.0
+    seconds_per_step: float | None = None
+    for step in range(start_step, total_steps):
+        epoch, index = divmod(step, steps_per_epoch)
+        rows = shuffle_rows(train_rows, training.seed, epoch)[index * training.rows_per_step:
+                                                            (index + 1) * training.rows_per_step]
+        if machine.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        result = train_step(model, optimizer, rows, controller, pad_id=pad_id, flatten=flatten, device=device,
+                            dtype=dtype, learning_rate=learning_rate_at(step, total_steps, training.warmup_steps,
+                                                                        training.learning_rate))
+        for recovery in result.recoveries:
+            metrics.oom_recoveries.inc()
+            log_event("out of memory recovered", step=step + 1, action=recovery)
+        loss = result.loss
+        if not math.isfinite(loss):
+            raise DataError(f"training diverged at step {step + 1} (loss {loss}); lower training.learningRate")
+        tokens_per_second = sum(len(row) for row in rows) / max(result.seconds, 1e-9)
+        seconds_per_step = result.seconds if seconds_per_step is None else 0.8 * seconds_per_step + 0.2 * result.seconds
+        if machine.cuda:
+            change = controller.after_step(torch.cuda.max_memory_allocated() / torch.cuda.mem_get_info()[1])
+            if change:
+                log_event("micro-batch", step=step + 1, action=change)
+        done = step + 1
+        log_event("step", step=done, loss=round(loss, 5), tokensPerSecond=round(tokens_per_second, 1),
+                  microBatch=controller.micro_batch)
+        if done % steps_per_epoch == 0 and eval_rows:
+            eval_loss = evaluate_loss(model, eval_rows, pad_id=pad_id, flatten=flatten, device=device, dtype=dtype,
+                                      micro_batch=controller.micro_batch)
+        if done % training.checkpoint_every_steps == 0 and done < total_steps:
+            path = checkpoints.save_checkpoint(checkpoint_root, model, optimizer, checkpoints.TrainerState(
+                done, controller.micro_batch, controller.checkpointing, fingerprint))
+            log_event("checkpoint", step=done, path=str(path))
+        progress = build_progress(step=done, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                                  total_epochs=training.epochs, loss=loss, eval_loss=eval_loss,
+                                  tokens_per_second=tokens_per_second, seconds_per_step=seconds_per_step,
+                                  micro_batch=controller.micro_batch, gpu=read_gpu())
+        metrics.observe(progress)
+        reporter.send({"progress": progress}, force=done == total_steps)
+
+    # --- validate: held-out loss and perplexity, then what the answers sound like ------------------------------
+    eval_loss = evaluate_loss(model, eval_rows, pad_id=pad_id, flatten=flatten, device=device, dtype=dtype,
+                              micro_batch=controller.micro_batch)
+    samples = held_out[: config.validation.max_samples]
+    answers = validation.generate_answers(model, tokenizer,
+                                          [build_messages(system_prompt, r.question) for r in samples],
+                                          max_new_tokens=config.validation.max_new_tokens, device=device)
+    scores = validation.score_answers(validation.load_embedder(device), [r.question for r in samples], answers,
+                                      [r.answer for r in samples])
+    results = {"evalLoss": round(eval_loss, 4), "perplexity": round(validation.perplexity_from_loss(eval_loss), 4),
+               "coherence": scores["coherence"], "personalityConsistency": scores["personalityConsistency"]}
+    passed, reasons = validation.decide_passed(
+        results, max_perplexity=config.validation.max_perplexity, min_coherence=config.validation.min_coherence,
+        min_consistency=config.validation.min_personality_consistency)
+    log_event("validation", passed=passed, reasons=reasons, samples=scores["samples"], **results)
+
+    # --- save: adapter, tokenizer, manifest with every file's sha256 ---------------------------------------
+    output = resolve(config.paths.output)
+    save_adapter(model, tokenizer, output)
+    run_metrics = {**results, "trainLoss": round(loss, 4) if loss is not None else None, "steps": total_steps,
+                   "trainExamples": len(train_examples), "heldOutReflections": len(held_out),
+                   "filter": filter_report.as_dict()}
+    manifest_sha256 = write_manifest(output, adapter_version=config.run.adapter_version, base_model=config.base_model,
+                                     data_version=config.run.data_version, config=config.model_dump(by_alias=True),
+                                     metrics=run_metrics)
+    log_event("saved", path=str(output), manifestSha256=manifest_sha256)
+    final_progress = build_progress(step=total_steps, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                                    total_epochs=training.epochs, loss=loss, eval_loss=eval_loss,
+                                    tokens_per_second=tokens_per_second, seconds_per_step=seconds_per_step,
+                                    micro_batch=controller.micro_batch, gpu=read_gpu())
+    reporter.send({"progress": final_progress,
+                   "artifact": {"location": config.paths.output, "manifestSha256": manifest_sha256,
+                                "adapterVersion": config.run.adapter_version},
+                   "validation": {**results, "passed": passed, "reasons": reasons}}, force=True)
+    metrics.close()
+    return RunResult(output, manifest_sha256, run_metrics, passed, start_step if state else None)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def read_reflections_file(path: str) -> bytes:
+    try:
+        return resolve(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"paths.reflections: {path} does not exist") from None
+    except IsADirectoryError:
+        raise DataError(f"paths.reflections: {path} is a directory, not a file") from None
+    except PermissionError:
+        raise DataError(f"paths.reflections: {path} is not readable") from None
+
+
+def run_fingerprint(config: TrainerConfig, raw_bytes: bytes) -> str:
+    """What a checkpoint must match to be resumed: the data and everything that shapes the math."""
+    shaping = {"baseModel": config.base_model, "training": config.training.model_dump(by_alias=True),
+               "persona": config.persona.display_name, "data": hashlib.sha256(raw_bytes).hexdigest()}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""personalai_operator."""

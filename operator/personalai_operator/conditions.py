@@ -1,0 +1,57 @@
+"""Kubernetes-style conditions as plain dicts: set one, read one, keep lastTransitionTime honest.
+
+lastTransitionTime moves only when a condition's status changes, so a level-based reconcile that
+writes the same condition every pass does not churn the object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+Condition = dict[str, Any]
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def make_condition(type_: str, status: bool | str, reason: str, message: str = "",
+                   generation: int | None = None) -> Condition:
+    if isinstance(status, bool):
+        status = "True" if status else "False"
+    condition = {"type": type_, "status": status, "reason": reason, "message": message}
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def set_condition(conditions: list[Condition], new: Condition, now: str | None = None) -> list[Condition]:
+    """A copy of `conditions` with `new` in place of the one of its type."""
+    previous = find_condition(conditions, new["type"])
+    merged = dict(new)
+    if previous is not None and previous.get("status") == new["status"] and previous.get("lastTransitionTime"):
+        merged["lastTransitionTime"] = previous["lastTransitionTime"]
+    else:
+        merged["lastTransitionTime"] = now or now_rfc3339()
+    result = [c for c in conditions if c.get("type") != new["type"]]
+    result.append(merged)
+    return result
+
+
+def find_condition(conditions: list[Condition] | None, type_: str) -> Condition | None:
+    for condition in conditions or []:
+        if condition.get("type") == type_:
+            return condition
+    return None
+
+
+def is_true(conditions: list[Condition] | None, type_: str) -> bool:
+    condition = find_condition(conditions, type_)
+    return condition is not None and condition.get("status") == "True"
+
+
+def same_conditions(a: list[Condition] | None, b: list[Condition] | None) -> bool:
+    """Equal ignoring order."""
+    key = lambda c: c.get("type", "")  # noqa: E731
+    return sorted(a or [], key=key) == sorted(b or [], key=key)

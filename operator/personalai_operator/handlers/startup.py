@@ -1,0 +1,28 @@
+"""Operator-wide kopf settings and the metrics server, applied once at startup."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from personalai_operator import metrics
+from personalai_operator.handlers.common import SETTINGS
+from personalai_operator.models import GROUP
+from personalai_operator.naming import LABEL_TRAINING_RUN
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: object) -> None:
+    # One replica by design: no peering objects to install or leases to wait for.
+    settings.peering.standalone = True
+    # Keep kopf's bookkeeping in annotations: the CRD status schema has no room for it (pruned).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.posting.level = logging.WARNING
+    # Watch only the Jobs and pods that run trainers, filtered by the API server.
+    settings.watching.label_selectors["batch", "jobs"] = LABEL_TRAINING_RUN
+    settings.watching.label_selectors["v1", "pods"] = LABEL_TRAINING_RUN
+    settings.execution.max_workers = 8
+    metrics.serve(SETTINGS.metrics_port)

@@ -1,0 +1,177 @@
+"""The one module that talks to the Kubernetes API (kopf does its own watching).
+
+Create-if-absent is the only way children are made: a 409 AlreadyExists means another pass (a
+restarted operator, a timer racing an event) made it first, and the existing object is used.
+Nothing here logs or raises object contents.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import uuid
+from typing import Any
+
+import kubernetes
+from kubernetes.client.rest import ApiException
+
+from personalai_operator.conditions import now_rfc3339
+from personalai_operator.models import GROUP, VERSION, ReflectionsSource
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_client: kubernetes.client.ApiClient | None = None
+
+PLURALS = {"PersonalAI": "personalais", "TrainingRun": "trainingruns"}
+
+
+class ReflectionsUnavailable(Exception):
+    """The reflections' Secret/ConfigMap or key is missing or unreadable."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def api_client() -> kubernetes.client.ApiClient:
+    """One shared client: in-cluster config when in a pod, else $KUBECONFIG."""
+    global _client
+    with _lock:
+        if _client is None:
+            try:
+                kubernetes.config.load_incluster_config()
+            except kubernetes.config.ConfigException:
+                kubernetes.config.load_kube_config()
+            _client = kubernetes.client.ApiClient()
+        return _client
+
+
+def _core() -> kubernetes.client.CoreV1Api:
+    return kubernetes.client.CoreV1Api(api_client())
+
+
+def _custom() -> kubernetes.client.CustomObjectsApi:
+    return kubernetes.client.CustomObjectsApi(api_client())
+
+
+def _sanitized(obj: Any) -> Any:
+    return api_client().sanitize_for_serialization(obj)
+
+
+def read_reflections(namespace: str, source: ReflectionsSource) -> bytes:
+    """The raw bytes of the reflections key; ReflectionsUnavailable (no content in it) when absent."""
+    ref = source.ref
+    kind = source.kind
+    try:
+        if kind == "Secret":
+            obj = _core().read_namespaced_secret(ref.name, namespace)
+            encoded = (obj.data or {}).get(ref.key)
+            if encoded is not None:
+                return base64.b64decode(encoded)
+        else:
+            obj = _core().read_namespaced_config_map(ref.name, namespace)
+            if (obj.data or {}).get(ref.key) is not None:
+                return obj.data[ref.key].encode("utf-8")
+            if (obj.binary_data or {}).get(ref.key) is not None:
+                return base64.b64decode(obj.binary_data[ref.key])
+    except ApiException as error:
+        if error.status == 404:
+            raise ReflectionsUnavailable(f"{kind}NotFound", f"{kind} {ref.name} not found.") from None
+        if error.status == 403:
+            raise ReflectionsUnavailable(f"{kind}Forbidden", f"Not allowed to read {kind} {ref.name}.") from None
+        raise
+    raise ReflectionsUnavailable("KeyNotFound", f"{kind} {ref.name} has no key {ref.key}.")
+
+
+# ---- generic create / get by kind ---------------------------------------------------------------
+
+def _api_for(kind: str) -> tuple[Any, str]:
+    """The typed API object and the method suffix for `kind`."""
+    client = api_client()
+    table = {
+        "ConfigMap": (kubernetes.client.CoreV1Api, "config_map"),
+        "ServiceAccount": (kubernetes.client.CoreV1Api, "service_account"),
+        "PersistentVolumeClaim": (kubernetes.client.CoreV1Api, "persistent_volume_claim"),
+        "Pod": (kubernetes.client.CoreV1Api, "pod"),
+        "Role": (kubernetes.client.RbacAuthorizationV1Api, "role"),
+        "RoleBinding": (kubernetes.client.RbacAuthorizationV1Api, "role_binding"),
+        "Job": (kubernetes.client.BatchV1Api, "job"),
+    }
+    api_class, suffix = table[kind]
+    return api_class(client), suffix
+
+
+def get(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """The object as a plain dict, or None when it does not exist."""
+    try:
+        if kind in PLURALS:
+            return _custom().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], name)
+        api, suffix = _api_for(kind)
+        return _sanitized(getattr(api, f"read_namespaced_{suffix}")(name, namespace))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def create_if_absent(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create `manifest`, or return the existing object of that name. (object, created)."""
+    kind, namespace, name = manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    try:
+        if kind in PLURALS:
+            created = _custom().create_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], manifest)
+        else:
+            api, suffix = _api_for(kind)
+            created = _sanitized(getattr(api, f"create_namespaced_{suffix}")(namespace, manifest))
+        log.info("created %s %s/%s", kind, namespace, name)
+        return created, True
+    except ApiException as error:
+        if error.status != 409:
+            raise
+    existing = get(kind, namespace, name)
+    if existing is None:  # deleted between our create and get: the next pass creates it
+        raise kubernetes.client.ApiException(status=409, reason=f"{kind} {name} is being replaced")
+    return existing, False
+
+
+def list_objects(kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    selector = ",".join(f"{key}={value}" for key, value in labels.items())
+    if kind in PLURALS:
+        result = _custom().list_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind],
+                                                         label_selector=selector)
+        return result.get("items", [])
+    api, suffix = _api_for(kind)
+    result = getattr(api, f"list_namespaced_{suffix}")(namespace, label_selector=selector)
+    return _sanitized(result).get("items", [])
+
+
+def patch_status(kind: str, namespace: str, name: str, fields: dict[str, Any]) -> None:
+    """JSON merge patch of status fields (lists such as conditions are replaced whole)."""
+    try:
+        _custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURALS[kind], name,
+                                                        {"status": fields})
+    except ApiException as error:
+        if error.status != 404:  # deleted meanwhile: nothing to report on
+            raise
+
+
+def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    """A core/v1 Event about `obj`; failures are logged, never fatal (events are best-effort)."""
+    metadata = obj["metadata"]
+    now = now_rfc3339()
+    event = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{metadata['name']}.{uuid.uuid4().hex[:12]}", "namespace": metadata["namespace"]},
+        "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": metadata["name"],
+                           "namespace": metadata["namespace"], "uid": metadata.get("uid")},
+        "type": type_, "reason": reason, "message": message[:1024],
+        "source": {"component": "personalai-operator"},
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        "reportingComponent": "personalai-operator", "reportingInstance": "personalai-operator",
+    }
+    try:
+        _core().create_namespaced_event(metadata["namespace"], event)
+    except ApiException as error:
+        log.warning("could not post event %s on %s/%s: HTTP %s", reason, metadata["namespace"], metadata["name"],
+                    error.status)

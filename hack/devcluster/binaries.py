@@ -71,7 +71,13 @@ class Tool:
                 flags.append("-X " + f"{pkg}." + stamp.replace("{pkg}", pkg))
             return "-s -w " + " ".join(flags)
         if self.name == "helm":
-            return f"-s -w -X helm.sh/helm/v3/internal/version.version={version} -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+            # Helm assumes Kubernetes 1.20 for `template` and `lint` unless told the version it was built against.
+            minor = module_version("kubernetes", "k8s.io/kubernetes").split(".")[1]
+            stamps = [f"helm.sh/helm/v3/internal/version.version={version}",
+                      "helm.sh/helm/v3/internal/version.gitTreeState=clean"]
+            stamps += [f"helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={value}" for pkg in ("chartutil", "lint/rules")
+                       for part, value in (("Major", "1"), ("Minor", minor))]
+            return "-s -w " + " ".join(f"-X {stamp}" for stamp in stamps)
         if self.name == "kwok":
             return f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version={version}"
         return "-s -w"
@@ -98,6 +104,7 @@ def go_version() -> str:
 def cache_key() -> str:
     """Pins, go.sum contents and the Go version: any change builds into a new folder."""
     digest = hashlib.sha256(go_version().encode())
+    digest.update(Path(__file__).read_bytes())  # the build flags live here
     for tool in TOOLS:
         for name in ("go.mod", "go.sum", "main.go"):
             path = TOOLS_DIR / tool.name / name

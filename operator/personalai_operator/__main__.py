@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # kopf logs every timer tick at INFO; keep its warnings and errors
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     import kopf
 

@@ -16,6 +16,13 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def to_rfc3339(value: str | None) -> str | None:
+    """Kubernetes style ("...Z") for a timestamp the client library rendered as "+00:00"."""
+    if value and value.endswith("+00:00"):
+        return value[: -len("+00:00")] + "Z"
+    return value
+
+
 def make_condition(type_: str, status: bool | str, reason: str, message: str = "",
                    generation: int | None = None) -> Condition:
     if isinstance(status, bool):

@@ -55,8 +55,10 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         node["enum"] = [node.pop("const")]
     out: dict[str, Any] = {key: value for key, value in node.items() if key in _KEPT}
     for bound, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-        if bound in node:  # JSON Schema 2020 numbers -> OpenAPI v3.0 booleans
+        if bound in node and not isinstance(node[bound], bool):  # JSON Schema 2020 numbers -> OpenAPI v3.0 booleans
             out[inclusive] = node[bound]
+            out[bound] = True
+        elif node.get(bound) is True:  # already converted (an inlined `X | None`)
             out[bound] = True
     if node.get("type") == "object" or "properties" in node:
         out["type"] = "object"
@@ -82,7 +84,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
         "rules": [{
             "rule": f"self.metadata.name.size() <= {MAX_PERSONALAI_NAME}",
             "message": f"metadata.name must be at most {MAX_PERSONALAI_NAME} characters (run names add a suffix)",
-            "fieldPath": ".metadata.name",
+            "reason": "FieldValueInvalid",
         }],
         "columns": [
             ("Data", "string", ".status.dataAssessment.level", "Readiness of the reflections."),

@@ -63,7 +63,8 @@ class TrainingConfig(CamelModel):
     """How to fine-tune: the `training` object of the trainer's config file, with its defaults."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
-        "rule": "self.dynamicBatching || type(self.batchSize) == int",
+        # has(): the API server also checks this rule against the bare `default: {}`.
+        "rule": "!has(self.batchSize) || type(self.batchSize) == int || !has(self.dynamicBatching) || self.dynamicBatching",
         "message": 'batchSize "auto" needs dynamicBatching: the dynamic batcher picks the size',
         "fieldPath": ".batchSize",
     }]})

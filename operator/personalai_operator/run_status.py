@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from personalai_operator.conditions import find_condition, make_condition, set_condition
+from personalai_operator.conditions import find_condition, make_condition, set_condition, to_rfc3339
 
 PHASES_DONE = ("Succeeded", "Failed")
 
@@ -139,11 +139,12 @@ def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], st
         fields["node"] = node
     start = ((pod or {}).get("status") or {}).get("startTime") or ((job or {}).get("status") or {}).get("startTime")
     if start and phase in ("Running", "Succeeded", "Failed"):
-        fields["startTime"] = status.get("startTime") or start
+        fields["startTime"] = status.get("startTime") or to_rfc3339(start)
     if phase in PHASES_DONE:
-        finished = ((job or {}).get("status") or {}).get("completionTime") or (failed or {}).get("lastTransitionTime")
+        finished = (((job or {}).get("status") or {}).get("completionTime")
+                    or (failed or complete or {}).get("lastTransitionTime"))
         if finished:
-            fields["completionTime"] = finished
+            fields["completionTime"] = to_rfc3339(finished)
     waited = queued_seconds(pod)
     if waited is not None:
         fields["queuedSeconds"] = status.get("queuedSeconds") or waited

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import defaultdict
 from typing import Any, TypeVar
 
 import kopf
@@ -31,3 +33,14 @@ def parse_spec(model: type[Model], spec: Any) -> Model:
         return model.model_validate(dict(spec or {}))
     except ValidationError as error:
         raise InvalidSpec(describe_validation_error(error)) from None
+
+
+_object_locks: defaultdict[tuple[str, str, str], threading.Lock] = defaultdict(threading.Lock)
+_locks_guard = threading.Lock()
+
+
+def object_lock(kind: str, namespace: str, name: str) -> threading.Lock:
+    """One reconcile at a time per object in this process (a timer and an event can coincide);
+    across processes, deterministic names and create-if-absent keep it safe."""
+    with _locks_guard:
+        return _object_locks[(kind, namespace, name)]

@@ -14,7 +14,7 @@ import kopf
 
 from personalai_operator import kube, manifests, metrics, naming
 from personalai_operator.conditions import find_condition, make_condition, set_condition
-from personalai_operator.handlers.common import SETTINGS, InvalidSpec, parse_spec
+from personalai_operator.handlers.common import SETTINGS, InvalidSpec, object_lock, parse_spec
 from personalai_operator.models import GROUP, VERSION, PersonalAISpec
 from personalai_operator.personalai_status import DataVerdict, assess_data, derive_personalai_status, unavailable
 
@@ -24,6 +24,11 @@ RESOURCE = (GROUP, VERSION, "personalais")
 
 def reconcile_personalai(namespace: str, name: str) -> dict[str, Any] | None:
     """Converge one PersonalAI; returns the status fields written (None when it is gone)."""
+    with object_lock("PersonalAI", namespace, name):
+        return _reconcile(namespace, name)
+
+
+def _reconcile(namespace: str, name: str) -> dict[str, Any] | None:
     metrics.RECONCILES.labels(kind="PersonalAI").inc()
     personalai = kube.get("PersonalAI", namespace, name)
     if personalai is None or personalai["metadata"].get("deletionTimestamp"):

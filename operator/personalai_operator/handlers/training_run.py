@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from personalai_operator import kube, manifests, metrics, naming
-from personalai_operator.handlers.common import SETTINGS, InvalidSpec, parse_spec
+from personalai_operator.handlers.common import SETTINGS, InvalidSpec, object_lock, parse_spec
 from personalai_operator.models import GROUP, VERSION, TrainingRunSpec
 from personalai_operator.conditions import make_condition, set_condition
 from personalai_operator.run_status import PHASES_DONE, derive_run_status, status_changed
@@ -23,6 +23,11 @@ RESOURCE = (GROUP, VERSION, "trainingruns")
 
 def reconcile_training_run(namespace: str, name: str) -> str | None:
     """Converge one run; returns its phase (None when it no longer exists)."""
+    with object_lock("TrainingRun", namespace, name):
+        return _reconcile(namespace, name)
+
+
+def _reconcile(namespace: str, name: str) -> str | None:
     metrics.RECONCILES.labels(kind="TrainingRun").inc()
     run = kube.get("TrainingRun", namespace, name)
     if run is None or run["metadata"].get("deletionTimestamp"):

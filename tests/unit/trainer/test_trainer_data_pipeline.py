@@ -40,7 +40,6 @@ def test_augmentation_is_deterministic_and_varied():
     assert first[1] == "Tell me about your earliest memory."
     assert len(set(first)) == 4
     assert augment_questions("Why?", 0, seed=1) == ["Why?"]
-    assert augment_questions("What is your earliest memory?", 3, seed=8) != first or True  # same rewrite first
     many = augment_questions("Where did you grow up?", 5, seed=1)
     assert len(set(many)) == 6 and all("where did you grow up" in q.lower() for q in many)
 
@@ -99,7 +98,8 @@ def test_collate_pads_as_a_separate_sequence_or_flattens():
     rows = pack_examples([example(6), example(3, 100), example(5, 200)], max_length=8)
     padded = collate_rows(rows, pad_id=0)
     assert [len(ids) for ids in padded["input_ids"]] == [8, 8]
-    assert padded["position_ids"][1] == [0, 1, 2, 3, 4, 0, 1, 2]  # row 2 is 5+... padding restarts at 0
+    assert padded["position_ids"][0] == [0, 1, 2, 3, 4, 5, 0, 1]  # the padding is its own sequence
+    assert padded["labels"][0][6:] == [IGNORE_INDEX, IGNORE_INDEX] and padded["input_ids"][0][6:] == [0, 0]
     flat = collate_rows(rows, pad_id=0, flatten=True)
     assert len(flat["input_ids"]) == 1 and len(flat["input_ids"][0]) == sum(len(r) for r in rows)
     assert count_trained_tokens(rows) == sum(label != IGNORE_INDEX for label in flat["labels"][0][1:])

@@ -210,8 +210,10 @@ class LocalEngine(Engine):
         def emit(item) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        def finished(_future) -> None:
+        def finished(done) -> None:
             # Runs on the loop once the thread is done, even if the consumer was cancelled.
+            if not done.cancelled() and done.exception() is None and stats.finish_reason is None:
+                stats.finish_reason = done.result()
             self._gate.leave()
             self._slots.release()
             queue.put_nowait(_END)

@@ -1,0 +1,134 @@
+"""Fixtures for the operator's cluster tests: the CRDs, two private simulated RTX 5090 nodes, and one
+operator process (python -m personalai_operator) shared by every test in the session.
+
+Isolation from other suites running on the same control plane: the operator watches only namespaces
+named `opt-*`, and its GPU product setting matches only this suite's own nodes, so occupying "every
+GPU" here never blocks another suite's pods (nor theirs ours).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from devcluster.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[3]
+NODE_PRODUCT = "NVIDIA-GeForce-RTX-5090-OPTEST"  # this suite's nodes only (see module docstring)
+NODES = ("opt-rtx5090-0", "opt-rtx5090-1")
+NAMESPACE_PATTERN = "opt-*"
+RESYNC_SECONDS = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class OperatorProcess:
+    """`python -m personalai_operator` as a real subprocess, restartable (kill -9 included)."""
+
+    def __init__(self, log_path: Path, kubeconfig: Path):
+        self.log_path = log_path
+        self.metrics_port = _free_port()
+        self.liveness_port = _free_port()
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "PERSONALAI_NAMESPACES": NAMESPACE_PATTERN,
+            "PERSONALAI_GPU_PRODUCT": NODE_PRODUCT,
+            "PERSONALAI_RESYNC_SECONDS": str(RESYNC_SECONDS),
+            "PERSONALAI_METRICS_PORT": str(self.metrics_port),
+            "PERSONALAI_LIVENESS_PORT": str(self.liveness_port),
+            "PERSONALAI_TRAINER_CPU": "1",
+            "PERSONALAI_TRAINER_MEMORY": "1Gi",
+            "PERSONALAI_TRAINER_IMAGE": "personalai-trainer:test",
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("a")
+        self.process = subprocess.Popen([sys.executable, "-m", "personalai_operator"], cwd=REPO, env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self.alive, timeout=60, message=f"operator liveness endpoint (log: {self.log_path})")
+
+    def alive(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish what it was doing."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self, kill: bool = True) -> None:
+        self.kill() if kill else self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def operator_crds(cluster):
+    cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for", "condition=Established", "--timeout=60s",
+                    "crd/personalais.personalai.dev", "crd/trainingruns.personalai.dev")
+    wait_for(lambda: cluster.kubectl("get", "trainingruns", "-A", check=False).returncode == 0, timeout=30,
+             message="the TrainingRun API to be served")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def gpu_nodes(cluster):
+    for name in NODES:
+        cluster.add_gpu_node(name, gpus=1, labels={"nvidia.com/gpu.product": NODE_PRODUCT})
+    yield NODES
+    for name in NODES:
+        cluster.delete_node(name)
+
+
+@pytest.fixture(scope="session")
+def operator(operator_crds, gpu_nodes, cluster, tmp_path_factory):
+    process = OperatorProcess(tmp_path_factory.mktemp("operator") / "operator.log", cluster.kubeconfig)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def ns(cluster, request):
+    """A fresh namespace the operator watches (named opt-*), deleted after the test."""
+    stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower().removeprefix("test_"))[:30].strip("-")
+    name = f"opt-{stem}-{uuid.uuid4().hex[:5]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)

@@ -1,0 +1,193 @@
+"""Pure builders of what serves a PersonalAI: the chat server's config, auth Secret, Deployment
+and Service. Spec, settings and the adapter version in; manifest dicts out (kube.py applies them).
+
+Each serving pod requests one `personalai.dev/model-slot`, an extended resource the operator
+advertises on every GPU node (model_slots.py), so the scheduler itself keeps a node at its cap of
+loaded models. The Deployment uses Recreate: an update never needs a spare slot, and a new adapter
+version reaches the running pod through its config file (the server hot-loads it), not a new pod.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from personalai_operator import naming
+from personalai_operator.manifests import (
+    ARTIFACTS_DIR,
+    MODEL_CACHE_DIR,
+    build_gpu_affinity,
+    build_gpu_tolerations,
+    build_restricted_container_security,
+    build_restricted_pod_security,
+)
+from personalai_operator.model_slots import MODEL_SLOT
+from personalai_operator.models import PersonalAISpec
+from personalai_operator.settings import OperatorSettings
+
+SERVER_PORT = 8080
+SERVER_CONFIG_DIR = "/etc/personalai/config"
+SERVER_CONFIG_KEY = "server.json"
+AUTH_DIR = "/etc/personalai/auth"
+AUTH_KEY = "token"
+DATA_DIR = "/data"
+# Config fields the server cannot change while running: a change to these rolls the pod.
+RESTART_FIELDS = ("engine",)
+
+
+def server_name(personalai: str) -> str:
+    return f"{personalai}-chat"
+
+
+def auth_secret_name(personalai: str) -> str:
+    return f"{personalai}-chat-auth"
+
+
+def data_claim_name(personalai: str) -> str:
+    return f"{personalai}-chat-data"
+
+
+def endpoint(personalai: str, namespace: str) -> str:
+    return f"http://{server_name(personalai)}.{namespace}.svc:{SERVER_PORT}"
+
+
+def _metadata(personalai: dict[str, Any], name: str) -> dict[str, Any]:
+    pai = personalai["metadata"]["name"]
+    return {"name": name, "namespace": personalai["metadata"]["namespace"],
+            "labels": {**naming.personalai_labels(pai), naming.LABEL_COMPONENT: "server"},
+            "ownerReferences": [naming.owner_reference(personalai)]}
+
+
+def build_server_config(personalai: dict[str, Any], spec: PersonalAISpec, settings: OperatorSettings,
+                        adapter_version: str | None) -> dict[str, Any]:
+    """The server's config file (personalai_server.config.ServerConfig; a unit test validates it)."""
+    serving = spec.serving
+    modes = {name: {"systemPrompt": mode.system_prompt, "temperature": mode.temperature,
+                    **({"topP": mode.top_p} if mode.top_p is not None else {})}
+             for name, mode in serving.personality_modes.items()}
+    conversation: dict[str, Any] = {
+        "historyWindow": serving.history_window, "defaultTemperature": serving.temperature,
+        "maxTokens": serving.max_tokens,
+        # The server keeps a session at least a day; 0 in the spec means "as short as possible".
+        "retentionDays": max(1, spec.retention.session_days),
+    }
+    if modes:
+        conversation["personalityModes"] = modes
+        conversation["defaultMode"] = serving.default_mode or next(iter(modes))
+    elif serving.default_mode:
+        conversation["defaultMode"] = serving.default_mode
+    engine: dict[str, Any] = {"kind": serving.engine or settings.serving_engine, "baseModel": spec.base_model,
+                              "modelCache": MODEL_CACHE_DIR, "quantization": spec.training.quantization}
+    if serving.engine_url:
+        engine["url"] = serving.engine_url
+    return {
+        "persona": {"displayName": spec.display_name, "personalAI": personalai["metadata"]["name"]},
+        "engine": engine,
+        "adapter": {"version": adapter_version, "dir": ARTIFACTS_DIR},
+        "conversation": conversation,
+        "storage": {"dataDir": DATA_DIR},
+        "auth": {"tokensDir": AUTH_DIR},
+        "listen": {"host": "0.0.0.0", "port": SERVER_PORT},
+        "reloadIntervalSeconds": 5,
+    }
+
+
+def build_server_config_map(personalai: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _metadata(personalai, f"{server_name(personalai['metadata']['name'])}-config"),
+            "data": {SERVER_CONFIG_KEY: json.dumps(config, indent=2, sort_keys=True)}}
+
+
+def build_auth_secret(personalai: dict[str, Any], token: str) -> dict[str, Any]:
+    """The chat API's bearer token; created once (the caller makes the token), never rewritten."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _metadata(personalai, auth_secret_name(personalai["metadata"]["name"])),
+            "stringData": {AUTH_KEY: token}}
+
+
+def build_data_claim(personalai: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """Chat sessions live here, owned by the PersonalAI: deleting it deletes every session."""
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    if settings.storage_class:
+        spec["storageClassName"] = settings.storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": _metadata(personalai, data_claim_name(personalai["metadata"]["name"])), "spec": spec}
+
+
+def restart_hash(config: dict[str, Any]) -> str:
+    """Hash of the config fields a running server cannot reload; the adapter version is not one."""
+    fields = {name: config[name] for name in RESTART_FIELDS}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def build_server_deployment(personalai: dict[str, Any], settings: OperatorSettings, config: dict[str, Any],
+                            replicas: int = 1) -> dict[str, Any]:
+    """One chat server pod on an RTX 5090 node, holding one model slot there."""
+    pai = personalai["metadata"]["name"]
+    name = server_name(pai)
+    labels = {**naming.personalai_labels(pai), naming.LABEL_COMPONENT: "server"}
+    resources = {"requests": {"cpu": "1", "memory": "8Gi", MODEL_SLOT: "1"},
+                 "limits": {"memory": "24Gi", MODEL_SLOT: "1"}}
+    if settings.serving_gpu_sharing == "timeSlicing":
+        # One time-sliced replica of the card (the device plugin advertises several per GPU).
+        resources["requests"][settings.gpu_resource] = "1"
+        resources["limits"][settings.gpu_resource] = "1"
+    probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3}
+    container = {
+        "name": "server", "image": settings.server_image, "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "personalai_server", "--config", f"{SERVER_CONFIG_DIR}/{SERVER_CONFIG_KEY}"],
+        "env": [{"name": "HF_HOME", "value": MODEL_CACHE_DIR}, {"name": "HF_HUB_OFFLINE", "value": "1"},
+                {"name": "HOME", "value": "/tmp"}],
+        "ports": [{"name": "http", "containerPort": SERVER_PORT}],
+        "readinessProbe": probe,
+        # Loading a 7B model takes minutes: liveness waits for startup, then watches /healthz.
+        "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 60},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 20},
+        "resources": resources,
+        "securityContext": build_restricted_container_security(),
+        "volumeMounts": [
+            {"name": "config", "mountPath": SERVER_CONFIG_DIR, "readOnly": True},
+            {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+            {"name": "artifacts", "mountPath": ARTIFACTS_DIR, "readOnly": True},
+            {"name": "model-cache", "mountPath": MODEL_CACHE_DIR, "readOnly": True},
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod_spec = {
+        "automountServiceAccountToken": False,  # the server never calls the Kubernetes API
+        "securityContext": build_restricted_pod_security(),
+        "affinity": build_gpu_affinity(settings),
+        "tolerations": build_gpu_tolerations(settings),
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": f"{name}-config"}},
+            {"name": "auth", "secret": {"secretName": auth_secret_name(pai), "defaultMode": 0o440}},
+            {"name": "artifacts", "persistentVolumeClaim": {"claimName": naming.artifacts_claim_name(pai),
+                                                            "readOnly": True}},
+            {"name": "model-cache", "persistentVolumeClaim": {"claimName": settings.model_cache_claim,
+                                                              "readOnly": True}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": data_claim_name(pai)}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(personalai, name),
+        "spec": {
+            "replicas": replicas,
+            # Recreate: the old pod frees its model slot before the new one asks for one.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels,
+                                      "annotations": {"personalai.dev/restart-hash": restart_hash(config)}},
+                         "spec": pod_spec},
+        },
+    }
+
+
+def build_server_service(personalai: dict[str, Any]) -> dict[str, Any]:
+    pai = personalai["metadata"]["name"]
+    labels = {**naming.personalai_labels(pai), naming.LABEL_COMPONENT: "server"}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(personalai, server_name(pai)),
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": SERVER_PORT, "targetPort": "http"}]}}

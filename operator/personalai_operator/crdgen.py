@@ -78,7 +78,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 RESOURCES: dict[str, dict[str, Any]] = {
     "PersonalAI": {
-        "plural": "personalais", "singular": "personalai", "shortNames": ["pai"], "categories": ["personalai"],
+        "plural": "personalais", "singular": "personalai", "shortNames": ["pai"],
         "spec": PersonalAISpec, "status": PersonalAIStatus,
         "description": "A person's AI, end to end: their reflections, the fine-tuning, and the chat server.",
         "rules": [{
@@ -94,7 +94,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
         ],
     },
     "TrainingRun": {
-        "plural": "trainingruns", "singular": "trainingrun", "shortNames": ["tr"], "categories": ["personalai"],
+        "plural": "trainingruns", "singular": "trainingrun", "shortNames": ["tr"],
         "spec": TrainingRunSpec, "status": TrainingRunStatus,
         "description": "One fine-tuning attempt: a trainer Job on an RTX 5090 node.",
         "rules": [],
@@ -139,8 +139,7 @@ def build_crd(kind: str) -> dict[str, Any]:
             "group": GROUP,
             "scope": "Namespaced",
             "names": {"kind": kind, "listKind": f"{kind}List", "plural": resource["plural"],
-                      "singular": resource["singular"], "shortNames": resource["shortNames"],
-                      "categories": resource["categories"]},
+                      "singular": resource["singular"], "shortNames": resource["shortNames"]},
             "versions": [{
                 "name": VERSION, "served": True, "storage": True,
                 "subresources": {"status": {}},

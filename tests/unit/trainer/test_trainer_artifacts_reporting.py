@@ -120,3 +120,25 @@ def test_passed_only_when_every_threshold_is_met():
     assert decide_passed({"perplexity": math.inf, "coherence": 1, "personalityConsistency": 1},
                          **thresholds)[1] == ["perplexity could not be measured"]
     assert perplexity_from_loss(math.log(2.5)) == pytest.approx(2.5)
+
+
+def test_prometheus_metrics_are_served_on_the_port():
+    import socket
+    import urllib.request
+
+    from personalai_trainer.reporting import TrainerMetrics
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics = TrainerMetrics(port, "luke-1")
+    try:
+        metrics.observe(build_progress(step=7, total_steps=10, steps_per_epoch=5, total_epochs=2, loss=0.5,
+                                       eval_loss=None, tokens_per_second=321.0, seconds_per_step=1.0, micro_batch=2,
+                                       gpu={"vramUsedMiB": 1234}))
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        metrics.close()
+    assert 'personalai_trainer_step{run="luke-1"} 7.0' in body
+    assert 'personalai_trainer_tokens_per_second{run="luke-1"} 321.0' in body
+    assert 'personalai_trainer_vram_used_mib{run="luke-1"} 1234.0' in body

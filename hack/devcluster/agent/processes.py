@@ -31,20 +31,32 @@ class ContainerProcess:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def stop(self, grace_seconds: float) -> int:
-        """SIGTERM the process group, wait up to the grace period, then SIGKILL; return the return code."""
+    def terminate(self) -> None:
         if self.popen.poll() is None:
             self._signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=max(grace_seconds, 0.1))
-            except subprocess.TimeoutExpired:
-                pass
-        # Children that outlived the main process go too, as when a container's cgroup is torn down.
+
+    def kill(self) -> int:
+        """SIGKILL what is left of the group (children that outlived the main process too, as when a
+        container's cgroup is torn down); return the main process's return code."""
         self._signal(signal.SIGKILL)
         try:
             return self.popen.wait(timeout=10)
         except subprocess.TimeoutExpired:
             return -signal.SIGKILL
+
+
+def stop_processes(processes: list[ContainerProcess], grace_seconds: float) -> None:
+    """SIGTERM every process, wait until all exit or the grace period ends, then SIGKILL."""
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + max(grace_seconds, 0.1)
+    for process in processes:
+        try:
+            process.popen.wait(timeout=max(deadline - time.monotonic(), 0.01))
+        except subprocess.TimeoutExpired:
+            pass
+    for process in processes:
+        process.kill()
 
 
 def run_to_completion(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 
@@ -27,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
 
     app = build_app(config, config_path=args.config)
     # The access log shows method, path and status only: never bodies, so never message text.
-    uvicorn.run(app, host=config.listen.host, port=config.listen.port, log_level=args.log_level, ws="websockets-sansio")
+    # The dev node agent gives each pod its own loopback address to bind; a real pod uses the config's.
+    host = os.environ.get("PERSONALAI_LISTEN_HOST", config.listen.host)
+    uvicorn.run(app, host=host, port=config.listen.port, log_level=args.log_level, ws="websockets-sansio")
     return 0
 
 

@@ -32,7 +32,7 @@ async def load_engine(service: ChatService) -> None:
     try:
         await service.engine.start(service.config.adapter.version)
         service.metrics.observe_adapters(service.engine.loaded_adapters(), service.engine.active_adapter)
-        log.info("model ready", extra={"engine": service.engine.kind, "adapterVersion": service.engine.active_adapter})
+        log.info("model ready (engine %s, adapter %s)", service.engine.kind, service.engine.active_adapter)
     except Exception:
         # /readyz stays 503 and says why in the log; the process stays up for the probes to see.
         log.exception("engine failed to start")

@@ -33,7 +33,7 @@ async def apply_config(service: ChatService, new: ServerConfig) -> bool:
     changed = new.adapter.version != service.engine.active_adapter
     if changed:
         await service.engine.activate_adapter(new.adapter.version)
-        log.info("adapter switched", extra={"adapterVersion": new.adapter.version})
+        log.info("adapter switched to %s", new.adapter.version or "none (base model)")
     service.config = new
     if hasattr(service.engine, "config"):
         service.engine.config = new
@@ -62,5 +62,5 @@ async def watch_config(service: ChatService, config_path: str | None) -> None:
 def purge_expired(service: ChatService) -> int:
     removed = service.store.purge_expired(service.config.conversation.retention_days)
     if removed:
-        log.info("expired sessions purged", extra={"count": removed})
+        log.info("%d expired sessions purged", removed)
     return removed

@@ -20,7 +20,7 @@ from .engines.base import AdapterError
 from .errors import APIError
 from .limits import RateLimiter, StreamSlots, retry_after_header
 from .metrics import ServerMetrics
-from .prompts import PromptTooLongError, Sampling, build_messages, build_system_prompt, resolve_sampling
+from .prompts import PromptTooLongError, build_messages, build_system_prompt, resolve_sampling
 from .schemas import SessionSettings
 from .storage import SessionStore, StoredSession
 
@@ -142,10 +142,20 @@ class ChatService:
         """Validate and build everything a turn needs; raises APIError before any reply starts."""
         self.check_message(user_text)
         self.require_ready()
-        if session_id is None:
-            session = self.create_session(principal, "New conversation", SessionSettings())
-        else:
+        if session_id is not None:
             session = self.get_session(principal, session_id)
+        release = self.take_stream_slot(principal)
+        try:
+            if session_id is None:
+                session = self.create_session(principal, "New conversation", SessionSettings())
+            turn = self.build_turn(principal, session, user_text)
+        except BaseException:
+            release()
+            raise
+        turn._release = release
+        return turn
+
+    def build_turn(self, principal: Principal, session: StoredSession, user_text: str) -> Turn:
         conversation = self.config.conversation
         settings = SessionSettings.model_validate(session.settings)
         mode_name = settings.personality_mode or conversation.default_mode
@@ -153,17 +163,15 @@ class ChatService:
         if mode is None:  # the mode was removed from config since the session chose it
             mode_name, mode = conversation.default_mode, conversation.personality_modes[conversation.default_mode]
         sampling = resolve_sampling(mode, conversation, settings.temperature, settings.max_tokens)
-        sampling = Sampling(sampling.temperature, sampling.top_p, min(sampling.max_tokens, self.config.limits.max_tokens))
+        max_tokens = min(sampling.max_tokens, self.config.limits.max_tokens)
         stored = self.store.recent_messages(principal.owner, session.id, conversation.history_window)
         history = [{"role": m.role, "content": m.content} for m in stored]
         system_prompt = build_system_prompt(
             mode, self.config.persona.display_name, settings.enable_emotional_tone, conversation
         )
-        messages = self.fit_messages(system_prompt, history, user_text, sampling.max_tokens)
-        params = GenerationParams(max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
-        turn = Turn(principal, session, user_text, messages, mode_name, params, history_messages=len(messages) - 2)
-        turn._release = self.take_stream_slot(principal)
-        return turn
+        messages = self.fit_messages(system_prompt, history, user_text, max_tokens)
+        params = GenerationParams(max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
+        return Turn(principal, session, user_text, messages, mode_name, params, history_messages=len(messages) - 2)
 
     def fit_messages(self, system_prompt: str, history: list, user_text: str, reserve: int) -> list[dict[str, str]]:
         try:
@@ -209,7 +217,7 @@ class ChatService:
         turn.reply = "".join(pieces)
         turn.metadata = self.describe(turn)
         if not self.store.append_exchange(turn.principal.owner, turn.session.id, turn.user_text, turn.reply, turn.metadata):
-            log.info("session deleted while replying; reply not stored", extra={"owner": turn.principal.short_id})
+            log.info("session deleted while replying; reply not stored (token %s)", turn.principal.short_id)
 
     async def complete(self, turn: Turn) -> str:
         async for _ in self.generate(turn):

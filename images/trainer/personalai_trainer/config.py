@@ -1,4 +1,4 @@
-"""The trainer's config file (common.md, "Trainer config file"): typed, camelCase, extra fields forbidden.
+"""The trainer's config file (docs/contracts.md, "Trainer config file"): typed, camelCase, extra fields forbidden.
 
     config = load_config("/etc/personalai/config.json")
 

@@ -2,7 +2,7 @@
 
 Nothing here carries personal text: only counts, losses, rates and names from the config.
 
-- `build_progress` makes the status.progress object (common.md, "TrainingRun status").
+- `build_progress` makes the status.progress object (docs/contracts.md, "TrainingRun status").
 - `RateLimiter` lets a patch through at most every `minIntervalSeconds` (final patches are forced).
 - `patch_training_run_status(host, token_file, ca_file, ...)` is the one call to the Kubernetes API:
   a JSON merge patch on the status subresource with the pod's own service-account token.
@@ -201,7 +201,9 @@ class TrainerMetrics:
                                       labelnames=list(labels), registry=self.registry).labels(**labels)
         self.server = None
         if port:
-            self.server = start_http_server(port, registry=self.registry)
+            # The dev node agent gives each pod its own loopback address; in a real pod this is 0.0.0.0.
+            self.server = start_http_server(port, addr=os.environ.get("PERSONALAI_LISTEN_HOST", "0.0.0.0"),
+                                            registry=self.registry)
 
     def observe(self, progress: dict) -> None:
         self.step.set(progress["step"])

@@ -21,12 +21,7 @@ from pathlib import Path
 import pytest
 
 from devcluster.waiting import wait_for
-
-REPO = Path(__file__).resolve().parents[3]
-NODE_PRODUCT = "NVIDIA-GeForce-RTX-5090-OPTEST"  # this suite's nodes only (see module docstring)
-NODES = ("opt-rtx5090-0", "opt-rtx5090-1")
-NAMESPACE_PATTERN = "opt-*"
-RESYNC_SECONDS = 2
+from operator_cluster_helpers import NAMESPACE_PATTERN, NODE_PRODUCT, NODES, REPO, RESYNC_SECONDS
 
 
 def _free_port() -> int:

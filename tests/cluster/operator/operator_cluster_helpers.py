@@ -7,6 +7,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
+NODE_PRODUCT = "NVIDIA-GeForce-RTX-5090-OPTEST"  # this suite's own simulated nodes only (see conftest)
+NODES = ("opt-rtx5090-0", "opt-rtx5090-1")
+NAMESPACE_PATTERN = "opt-*"  # the test operator watches only these namespaces
+RESYNC_SECONDS = 2
 
 
 def get_json(cluster, *args: str):

@@ -5,9 +5,8 @@ import json
 
 import pytest
 
-from conftest import NODE_PRODUCT, NODES
 from devcluster.waiting import wait_for
-from operator_cluster_helpers import EXAMPLES, condition, get_json, items
+from operator_cluster_helpers import EXAMPLES, NODE_PRODUCT, NODES, condition, get_json, items
 
 pytestmark = pytest.mark.cluster
 
@@ -34,7 +33,7 @@ def test_queued_until_a_gpu_frees(cluster, operator, ns):
     run = wait_for(lambda: items(cluster, "trainingruns", ns), timeout=60, message="the run")[0]["metadata"]["name"]
 
     def queued():
-        tr = get_json(cluster, "trainingrun", run, "-n", ns)
+        tr = get_json(cluster, "trainingruns", run, "-n", ns)
         return tr if (tr.get("status") or {}).get("phase") == "Queued" and "Insufficient" in \
             (condition(tr, "Queued") or {}).get("message", "") else None
 
@@ -44,14 +43,14 @@ def test_queued_until_a_gpu_frees(cluster, operator, ns):
     assert "Insufficient nvidia.com/gpu" in queued_condition["message"]
     assert "nodes are available" in tr["status"]["message"]
     pai = wait_for(lambda: (lambda p: p if (condition(p, "Trained") or {}).get("reason") == "Queued" else None)(
-        get_json(cluster, "personalai", "luke", "-n", ns)), timeout=30, message="luke's Trained=Queued")
+        get_json(cluster, "personalais", "luke", "-n", ns)), timeout=30, message="luke's Trained=Queued")
     assert "Insufficient nvidia.com/gpu" in condition(pai, "Trained")["message"]
     events = [e for e in items(cluster, "events", ns) if e["involvedObject"].get("name") == run]
     assert any(e["reason"] == "Queued" and "Insufficient" in e["message"] for e in events)
 
     cluster.kubectl("delete", "pod", "hog-0", "-n", ns, "--wait=true", "--grace-period=0", "--force")
-    wait_for(lambda: get_json(cluster, "trainingrun", run, "-n", ns)["status"].get("phase") == "Succeeded",
+    wait_for(lambda: get_json(cluster, "trainingruns", run, "-n", ns)["status"].get("phase") == "Succeeded",
              timeout=120, message="the run to go ahead once a GPU freed")
-    tr = get_json(cluster, "trainingrun", run, "-n", ns)
+    tr = get_json(cluster, "trainingruns", run, "-n", ns)
     assert condition(tr, "Queued")["status"] == "False" and tr["status"]["queuedSeconds"] > 0
     assert "personalai_operator_training_queued_seconds_count" in operator.metrics()

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.cluster
 
 
 def _data_ready(cluster, ns, name):
-    pai = get_json(cluster, "personalai", name, "-n", ns)
+    pai = get_json(cluster, "personalais", name, "-n", ns)
     return condition(pai, "DataReady"), pai
 
 

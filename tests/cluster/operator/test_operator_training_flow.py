@@ -18,7 +18,7 @@ def _runs(cluster, ns):
 
 
 def _phase(cluster, ns, run):
-    return ((get_json(cluster, "trainingrun", run, "-n", ns) or {}).get("status") or {}).get("phase")
+    return ((get_json(cluster, "trainingruns", run, "-n", ns) or {}).get("status") or {}).get("phase")
 
 
 def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
@@ -38,7 +38,7 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
     assert node["metadata"]["labels"]["nvidia.com/gpu.product"].startswith("NVIDIA-GeForce-RTX-5090")
 
     wait_for(lambda: _phase(cluster, ns, run) == "Succeeded", timeout=90, message="the run to succeed")
-    tr = get_json(cluster, "trainingrun", run, "-n", ns)
+    tr = get_json(cluster, "trainingruns", run, "-n", ns)
     assert condition(tr, "Succeeded")["status"] == "True" and tr["status"]["node"] == pod["spec"]["nodeName"]
     assert tr["status"]["jobName"] == run and tr["status"]["startTime"] and tr["status"]["completionTime"]
 
@@ -48,7 +48,7 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
     # The trainer's progress patch shows in the printer columns.
     progress = {"status": {"progress": {"epoch": 1.5, "totalEpochs": 4, "loss": 1.234, "percent": 40,
                                         "eta": "3m20s", "step": 12, "totalSteps": 30}}}
-    cluster.kubectl("patch", "trainingrun", run, "-n", ns, "--subresource=status", "--type=merge",
+    cluster.kubectl("patch", "trainingruns", run, "-n", ns, "--subresource=status", "--type=merge",
                     "-p", json.dumps(progress))
     table = cluster.kubectl("get", "trainingruns", "-n", ns).stdout
     header, row = table.splitlines()[:2]
@@ -56,7 +56,7 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
     assert row.split()[:8] == [run, "luke", "Succeeded", "1.5", "1.234", "40", "3m20s", pod["spec"]["nodeName"]]
 
     pai = wait_for(lambda: (lambda p: p if condition(p, "Trained") and condition(p, "Trained")["status"] == "True"
-                            else None)(get_json(cluster, "personalai", "luke", "-n", ns)),
+                            else None)(get_json(cluster, "personalais", "luke", "-n", ns)),
                    timeout=60, message="luke Trained")
     assert condition(pai, "DataReady")["status"] == "True" and pai["status"]["dataAssessment"]["level"] == "optimal"
     assert pai["status"]["observedGeneration"] == pai["metadata"]["generation"]
@@ -69,13 +69,13 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
 
     # Re-applying the same manifests trains nothing new.
     cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLES))
-    cluster.kubectl("annotate", "personalai", "luke", "-n", ns, "touched=yes")  # an update event, same spec
+    cluster.kubectl("annotate", "personalais", "luke", "-n", ns, "touched=yes")  # an update event, same spec
     time.sleep(6)  # three resync periods of the test operator: time enough for a duplicate to appear
     assert [r["metadata"]["name"] for r in _runs(cluster, ns)] == [run]
     assert len(items(cluster, "jobs", ns)) == 1
 
     # A change to the training config makes a new run; the old one stays for history.
-    cluster.kubectl("patch", "personalai", "luke", "-n", ns, "--type=merge", "-p", '{"spec":{"training":{"epochs":2}}}')
+    cluster.kubectl("patch", "personalais", "luke", "-n", ns, "--type=merge", "-p", '{"spec":{"training":{"epochs":2}}}')
     runs = wait_for(lambda: (lambda rs: rs if len(rs) == 2 else None)(_runs(cluster, ns)), timeout=60,
                     message="a second run after the config change")
     new = next(r for r in runs if r["metadata"]["name"] != run)
@@ -98,8 +98,8 @@ def test_new_data_trains_again(cluster, operator, ns):
     new = next(r for r in runs if r["metadata"]["name"] != first)
     old = next(r for r in runs if r["metadata"]["name"] == first)
     assert new["spec"]["dataVersion"] != old["spec"]["dataVersion"]
-    wait_for(lambda: get_json(cluster, "personalai", "luke", "-n", ns)["status"].get("latestTrainingRun")
+    wait_for(lambda: get_json(cluster, "personalais", "luke", "-n", ns)["status"].get("latestTrainingRun")
              == new["metadata"]["name"], timeout=30, message="latestTrainingRun to follow the data")
-    pai = get_json(cluster, "personalai", "luke", "-n", ns)
+    pai = get_json(cluster, "personalais", "luke", "-n", ns)
     assert pai["status"]["dataAssessment"]["responses"] == 121
     assert pai["status"]["dataAssessment"]["dataVersion"] == new["spec"]["dataVersion"]

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from server_harness import TOKEN_A, TOKEN_B, auth, server_config, sse_events
+from server_harness import TOKEN_A, auth, server_config, sse_events
 
 from personalai_server.config import parse_config
 from personalai_server.engines.local import LocalEngine

@@ -131,7 +131,7 @@ class LocalEngine(Engine):
                 await loop.run_in_executor(self._executor, self._load_adapter, version, str(path))
             finally:
                 self._gate.leave()
-        log.info("adapter loaded", extra={"adapterVersion": version, "loaded": len(self._adapters)})
+        log.info("adapter %s loaded (%d held)", version, len(self._adapters))
 
     def _load_adapter(self, version: str, path: str) -> None:
         from peft import PeftModel
@@ -142,7 +142,7 @@ class LocalEngine(Engine):
                 break
             self.model.delete_adapter(evictable[0])
             del self._adapters[evictable[0]]
-            log.info("adapter unloaded (least recently used)", extra={"adapterVersion": evictable[0]})
+            log.info("adapter %s unloaded (least recently used)", evictable[0])
         try:
             if not self._peft:
                 self.model = PeftModel.from_pretrained(self.model, path, adapter_name=version, is_trainable=False)

@@ -7,8 +7,6 @@ machine (a remote engine serving a hub model), counts fall back to an estimate t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from personalai_reflections.paths import resolve
 
 Message = dict[str, str]
@@ -92,7 +90,3 @@ def load_chat_tokenizer(base_model: str, model_cache: str | None, context_length
         return ChatTokenizer.load(base_model, model_cache, context_length)
     except (OSError, ValueError):
         return EstimatingTokenizer(context_length)
-
-
-def path_exists(path: str | Path) -> bool:
-    return resolve(path).exists()

@@ -133,9 +133,23 @@ class ControlPlane:
         log(f"kubeconfig: {self.kubeconfig}   try: kubectl --kubeconfig {self.kubeconfig} get nodes -L {nodes.GPU_PRODUCT_LABEL}")
         return self
 
+    def agent_state_dir(self, node: str) -> Path:
+        return self.state_dir / "agent" / node
+
+    def node_agent_running(self, node: str) -> bool:
+        return self._running(f"node-agent-{node}")
+
+    def start_node_agent(self, node: str, timeout: float = 60) -> None:
+        """Start the development node agent for `node` in the background; wait until the node is Ready."""
+        component = f"node-agent-{node}"
+        if not self.node_agent_running(node):
+            self._start(component, ["-m", "devcluster", "agent", "--node", node], program=sys.executable)
+        wait_for(lambda: self.node_ready(node), timeout=timeout, message=f"node {node} Ready (see {self.log_file(component)})")
+
     def down(self, quiet: bool = False) -> None:
         """Stop every component and forget the cluster's state."""
-        for component in reversed(COMPONENTS):
+        agents = [p.stem for p in (self.state_dir / "run").glob("node-agent-*.pid")]
+        for component in agents + list(reversed(COMPONENTS)):
             pid_file = self._pid_file(component)
             try:
                 pid = int(pid_file.read_text())
@@ -152,8 +166,8 @@ class ControlPlane:
         if not quiet:
             log("control plane stopped")
 
-    def _start(self, component: str, args: list[str]) -> None:
-        binary = self.bin_dir / ("kwok" if component == "kwok" else component)
+    def _start(self, component: str, args: list[str], program: str | None = None) -> None:
+        binary = program or self.bin_dir / ("kwok" if component == "kwok" else component)
         log(f"starting {component}")
         with self.log_file(component).open("ab") as out:
             process = subprocess.Popen([str(binary), *args], stdout=out, stderr=subprocess.STDOUT,

@@ -26,6 +26,7 @@ NAMESPACE = "personalai-demo"
 PERSON = "luke"
 BASE_MODEL = "tiny-mistral"
 AGENT_NODE = "dev-rtx5090-0"
+MODEL_CACHE_CLAIM = "personalai-model-cache"
 DEV_IMAGES = {"operator": "personalai/operator", "trainer": "personalai/trainer", "server": "personalai/server"}
 
 PERSONALITY_QUESTIONS = [
@@ -49,7 +50,9 @@ def demo_plane() -> ControlPlane:
 def start_cluster() -> ControlPlane:
     """A control plane whose only RTX 5090 node is the agent's, so the trainer and server really run."""
     say("starting the local control plane (etcd, kube-apiserver, scheduler, controller-manager, kwok) and the dev node agent")
-    return demo_plane().up(gpu_nodes=0, cpu_nodes=1, agent_nodes=1)
+    plane = demo_plane().up(gpu_nodes=0, cpu_nodes=1)
+    plane.start_node_agent(AGENT_NODE)
+    return plane
 
 
 def seed_base_model(plane: ControlPlane, namespace: str = NAMESPACE) -> str:
@@ -60,9 +63,16 @@ def seed_base_model(plane: ControlPlane, namespace: str = NAMESPACE) -> str:
     """
     from personalai_trainer.tiny_model import build_tiny_model
 
-    from .agent import claim_host_path
-
-    target = claim_host_path(plane, AGENT_NODE, namespace, "personalai-model-cache") / BASE_MODEL
+    # The cache is a PVC like on a real cluster (the operator would make it too); the agent keeps
+    # each claim's files in one host folder, which is where a model pull would land.
+    plane.kubectl("create", "namespace", namespace, check=False)
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": MODEL_CACHE_CLAIM, "namespace": namespace,
+                          "labels": {"app.kubernetes.io/managed-by": "personalai-operator",
+                                     "personalai.dev/component": "model-cache"}},
+             "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Gi"}}}}
+    plane.kubectl("apply", "-f", "-", input=json.dumps(claim))
+    target = plane.agent_state_dir(AGENT_NODE) / "claims" / namespace / MODEL_CACHE_CLAIM / BASE_MODEL
     if not (target / "config.json").exists():
         say(f"building the tiny base model into the model cache ({target})")
         texts = [json.loads(line)["answer"] for line in (REPO_ROOT / "examples/reflections/luke.jsonl").read_text().splitlines()]

@@ -34,6 +34,10 @@ class ReflectionsUnavailable(Exception):
         self.reason = reason
 
 
+class NamespaceTerminating(Exception):
+    """The namespace is being deleted: nothing new can be made there, and nothing needs to be."""
+
+
 def api_client() -> kubernetes.client.ApiClient:
     """One shared client: in-cluster config when in a pod, else $KUBECONFIG."""
     global _client
@@ -127,6 +131,8 @@ def create_if_absent(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         log.info("created %s %s/%s", kind, namespace, name)
         return created, True
     except ApiException as error:
+        if error.status == 403 and "being terminated" in (error.body or ""):
+            raise NamespaceTerminating(namespace) from None
         if error.status != 409:
             raise
     existing = get(kind, namespace, name)

@@ -40,6 +40,8 @@ class OperatorSettings(BaseModel):
         "ReadWriteMany", alias="MODEL_CACHE_ACCESS_MODE")
     model_slots_per_node: int = Field(3, ge=0, alias="MODEL_SLOTS_PER_NODE")
     serving_engine: Literal["local", "tgi", "vllm"] = Field("local", alias="SERVING_ENGINE")
+    # How serving pods share a node's GPU: a time-sliced nvidia.com/gpu each, or no GPU request at all.
+    serving_gpu_sharing: Literal["timeSlicing", "shared"] = Field("timeSlicing", alias="SERVING_GPU_SHARING")
     # A 7B QLoRA run on one RTX 5090 takes well under an hour; 6h catches a hung pod.
     training_deadline_seconds: int = Field(6 * 3600, ge=60, alias="TRAINING_DEADLINE_SECONDS")
     # Retries resume from checkpoints; more than two usually means a real bug.

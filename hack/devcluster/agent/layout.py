@@ -8,7 +8,6 @@ a file or folder inside it for a subPath). `build_pod_layout` is pure; `apply_la
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
@@ -96,8 +95,11 @@ def apply_layout(root: Path, mounts: list[Mount]) -> None:
             if Path(os.readlink(link)) == mount.host_path:
                 continue
             link.unlink()
-        elif link.is_dir():
-            shutil.rmtree(link)
         elif link.exists():
-            link.unlink()
+            if link.resolve() == mount.host_path.resolve():
+                continue  # already reached through an outer mount of the same volume
+            if not link.is_dir() or any(link.iterdir()):
+                # Inside another volume: kubelet would mount over it; removing it would lose that volume's data.
+                raise VolumeError(f"mount path {mount.mount_path!r} already holds files of another volume")
+            link.rmdir()
         link.symlink_to(mount.host_path)

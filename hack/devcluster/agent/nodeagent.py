@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import platform
 import shutil
 import signal
 import sys
@@ -50,8 +51,10 @@ def build_registration(name: str, gpus: int) -> dict:
     node = build_node(name, gpus=gpus, simulated=False)
     node["metadata"]["annotations"]["personalai.dev/dev-node-agent"] = "runs pods as local processes; development only"
     node["status"]["addresses"] = [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}]
-    node["status"]["nodeInfo"] |= {"kubeletVersion": "personalai-dev-node-agent",
-                                   "containerRuntimeVersion": "devagent://local-processes"}
+    node["status"]["nodeInfo"] |= {
+        "kubeletVersion": "personalai-dev-node-agent", "kubeProxyVersion": "none",
+        "containerRuntimeVersion": "devagent://local-processes", "kernelVersion": platform.release(),
+        "osImage": "local processes (development node agent)", "machineID": name, "systemUUID": name, "bootID": name}
     return node
 
 
@@ -94,6 +97,14 @@ class NodeAgent:
             log("node.found", node=self.node_name)  # capacity is left alone: the operator patches it
         self.node = node
         self.heartbeat()
+
+    def _try_register(self) -> bool:
+        try:
+            self.register()
+            return True
+        except Exception as error:  # noqa: BLE001 - the API may still be starting
+            log("node.register_failed", "warning", node=self.node_name, error=describe(error))
+            return False
 
     def heartbeat(self) -> None:
         self.api.renew_lease(self.node, LEASE_SECONDS)
@@ -204,7 +215,9 @@ class NodeAgent:
             signal.signal(signum, lambda *_: self.stop.set())
         log("agent.starting", node=self.node_name, state_dir=self.state_dir, api=self.api.host,
             note="development only: stands in for kubelet and a container runtime")
-        self.register()
+        while not self._try_register():  # the API may still be starting
+            if self.stop.wait(2):
+                return 0
         for target in (self._watch_loop, self._heartbeat_loop, self._housekeeping_loop):
             threading.Thread(target=target, name=target.__name__, daemon=True).start()
         self.stop.wait()

@@ -118,9 +118,8 @@ class PodWorker(threading.Thread):
         else:
             self._run_containers()
         self._publish()
-        while not self.stopping:  # terminal, or stopped: the pod object stays until it is deleted
-            self._sync_volumes()
-            self._sleep(VOLUME_SYNC_SECONDS)
+        while not self.stopping:  # terminal: no process reads the volumes; the pod stays until deleted
+            self._sleep(5)
 
     def _set_up_volumes(self) -> None:
         while not self.stopping:

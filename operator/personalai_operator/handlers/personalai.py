@@ -25,7 +25,10 @@ RESOURCE = (GROUP, VERSION, "personalais")
 def reconcile_personalai(namespace: str, name: str) -> dict[str, Any] | None:
     """Converge one PersonalAI; returns the status fields written (None when it is gone)."""
     with object_lock("PersonalAI", namespace, name):
-        return _reconcile(namespace, name)
+        try:
+            return _reconcile(namespace, name)
+        except kube.NamespaceTerminating:
+            return None  # the namespace and everything in it is going away
 
 
 def _reconcile(namespace: str, name: str) -> dict[str, Any] | None:

@@ -24,7 +24,10 @@ RESOURCE = (GROUP, VERSION, "trainingruns")
 def reconcile_training_run(namespace: str, name: str) -> str | None:
     """Converge one run; returns its phase (None when it no longer exists)."""
     with object_lock("TrainingRun", namespace, name):
-        return _reconcile(namespace, name)
+        try:
+            return _reconcile(namespace, name)
+        except kube.NamespaceTerminating:
+            return None  # the namespace and everything in it is going away
 
 
 def _reconcile(namespace: str, name: str) -> str | None:

@@ -102,10 +102,16 @@ def operator_crds(cluster):
     return cluster
 
 
+def _ensure_nodes(cluster) -> None:
+    present = set(cluster.kubectl("get", "nodes", "-o", "name").stdout.split())
+    for name in NODES:
+        if f"node/{name}" not in present:
+            cluster.add_gpu_node(name, gpus=1, labels={"nvidia.com/gpu.product": NODE_PRODUCT})
+
+
 @pytest.fixture(scope="session")
 def gpu_nodes(cluster):
-    for name in NODES:
-        cluster.add_gpu_node(name, gpus=1, labels={"nvidia.com/gpu.product": NODE_PRODUCT})
+    _ensure_nodes(cluster)
     yield NODES
     for name in NODES:
         cluster.delete_node(name)
@@ -120,8 +126,9 @@ def operator(operator_crds, gpu_nodes, cluster, tmp_path_factory):
 
 
 @pytest.fixture
-def ns(cluster, request):
+def ns(cluster, gpu_nodes, request):
     """A fresh namespace the operator watches (named opt-*), deleted after the test."""
+    _ensure_nodes(cluster)  # another suite on the shared control plane may have removed extra nodes
     stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower().removeprefix("test_"))[:30].strip("-")
     name = f"opt-{stem}-{uuid.uuid4().hex[:5]}"
     cluster.kubectl("create", "namespace", name)

@@ -27,7 +27,8 @@ def test_queued_until_a_gpu_frees(cluster, operator, ns):
     for i in range(len(NODES)):
         cluster.kubectl("apply", "-n", ns, "-f", "-", input=_gpu_hog(f"hog-{i}"))
     wait_for(lambda: all(p["spec"].get("nodeName") for p in items(cluster, "pods", ns)) and
-             len(items(cluster, "pods", ns)) == len(NODES), timeout=60, message="both GPUs taken")
+             len(items(cluster, "pods", ns)) == len(NODES), timeout=120,
+             message="both GPUs taken (a run left by an earlier test may hold one for a few seconds)")
 
     cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLES))
     run = wait_for(lambda: items(cluster, "trainingruns", ns), timeout=60, message="the run")[0]["metadata"]["name"]

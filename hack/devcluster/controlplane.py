@@ -56,6 +56,8 @@ class ControlPlane:
     state_dir: Path = field(default_factory=default_state_dir)
     apiserver_port: int = int(os.environ.get("PERSONALAI_APISERVER_PORT", "16443"))
     etcd_port: int = int(os.environ.get("PERSONALAI_ETCD_PORT", "23790"))
+    # Loopback /24 the node agents give pod addresses from (127.0.0.0/8 all reaches `lo`).
+    pod_address_prefix: str = os.environ.get("PERSONALAI_POD_ADDRESS_PREFIX", "127.0.0")
 
     # -- paths ---------------------------------------------------------------------------------
     @property
@@ -143,7 +145,10 @@ class ControlPlane:
         """Start the development node agent for `node` in the background; wait until the node is Ready."""
         component = f"node-agent-{node}"
         if not self.node_agent_running(node):
-            self._start(component, ["-m", "devcluster", "agent", "--node", node], program=sys.executable)
+            self._start(component, ["-m", "devcluster", "agent", "--node", node,
+                                    "--state-dir", str(self.agent_state_dir(node)),
+                                    "--kubeconfig", str(self.state_dir / "node-agent.kubeconfig")],
+                        program=sys.executable, env={"PERSONALAI_POD_ADDRESS_PREFIX": self.pod_address_prefix})
         wait_for(lambda: self.node_ready(node), timeout=timeout, message=f"node {node} Ready (see {self.log_file(component)})")
 
     def down(self, quiet: bool = False) -> None:
@@ -166,12 +171,14 @@ class ControlPlane:
         if not quiet:
             log("control plane stopped")
 
-    def _start(self, component: str, args: list[str], program: str | None = None) -> None:
+    def _start(self, component: str, args: list[str], program: str | None = None,
+               env: dict[str, str] | None = None) -> None:
         binary = program or self.bin_dir / ("kwok" if component == "kwok" else component)
         log(f"starting {component}")
         with self.log_file(component).open("ab") as out:
             process = subprocess.Popen([str(binary), *args], stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.state_dir)
+                                       stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.state_dir,
+                                       env={**os.environ, **(env or {})})
         self._pid_file(component).write_text(str(process.pid))
         time.sleep(0.3)
         if process.poll() is not None:

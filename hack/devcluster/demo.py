@@ -44,7 +44,7 @@ def say(message: str) -> None:
 def demo_plane() -> ControlPlane:
     state = Path(os.environ.get("PERSONALAI_DEMO_DIR", REPO_ROOT / ".work" / "demo"))
     return ControlPlane(state_dir=state, apiserver_port=int(os.environ.get("PERSONALAI_DEMO_APISERVER_PORT", "17443")),
-                        etcd_port=int(os.environ.get("PERSONALAI_DEMO_ETCD_PORT", "24790")))
+                        etcd_port=int(os.environ.get("PERSONALAI_DEMO_ETCD_PORT", "24790")), pod_address_prefix="127.0.1")
 
 
 def start_cluster() -> ControlPlane:

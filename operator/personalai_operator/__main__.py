@@ -26,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     import personalai_operator.handlers  # noqa: F401  (registers the handlers)
     from personalai_operator.handlers.common import SETTINGS
 
-    liveness = f"http://0.0.0.0:{SETTINGS.liveness_port}/healthz" if SETTINGS.liveness_port else None
+    import os
+
+    # The dev node agent gives each pod its own loopback address to bind; a real pod binds all.
+    host = os.environ.get("PERSONALAI_LISTEN_HOST", "0.0.0.0")
+    liveness = f"http://{host}:{SETTINGS.liveness_port}/healthz" if SETTINGS.liveness_port else None
     kopf.run(
         standalone=True,
         clusterwide=not SETTINGS.namespaces,

@@ -16,6 +16,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.rest import ApiException
 
+from personalai_operator import incluster
 from personalai_operator.conditions import now_rfc3339
 from personalai_operator.models import GROUP, VERSION, ReflectionsSource
 
@@ -43,9 +44,9 @@ def api_client() -> kubernetes.client.ApiClient:
     global _client
     with _lock:
         if _client is None:
-            try:
-                kubernetes.config.load_incluster_config()
-            except kubernetes.config.ConfigException:
+            if incluster.in_cluster():
+                incluster.load_config()
+            else:
                 kubernetes.config.load_kube_config()
             _client = kubernetes.client.ApiClient()
         return _client
@@ -101,6 +102,9 @@ def _api_for(kind: str) -> tuple[Any, str]:
         "Role": (kubernetes.client.RbacAuthorizationV1Api, "role"),
         "RoleBinding": (kubernetes.client.RbacAuthorizationV1Api, "role_binding"),
         "Job": (kubernetes.client.BatchV1Api, "job"),
+        "Secret": (kubernetes.client.CoreV1Api, "secret"),
+        "Service": (kubernetes.client.CoreV1Api, "service"),
+        "Deployment": (kubernetes.client.AppsV1Api, "deployment"),
     }
     api_class, suffix = table[kind]
     return api_class(client), suffix
@@ -181,3 +185,54 @@ def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
     except ApiException as error:
         log.warning("could not post event %s on %s/%s: HTTP %s", reason, metadata["namespace"], metadata["name"],
                     error.status)
+
+
+# ---- serving: converge, clean up, nodes ---------------------------------------------------------
+
+def _differs(desired: Any, actual: Any) -> bool:
+    """True when a field `desired` sets has another value in `actual` (fields the server adds are ignored)."""
+    if isinstance(desired, dict):
+        return not isinstance(actual, dict) or any(_differs(v, actual.get(k)) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (not isinstance(actual, list) or len(desired) != len(actual)
+                or any(_differs(d, a) for d, a in zip(desired, actual)))
+    return desired != actual and not (isinstance(desired, int) and str(desired) == str(actual))
+
+
+def apply(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create `manifest`, or patch the existing object when a field it sets has drifted (no-op otherwise)."""
+    existing, created = create_if_absent(manifest)
+    if created:
+        return existing
+    body = {key: manifest[key] for key in ("spec", "data") if key in manifest}
+    body["metadata"] = {"labels": manifest["metadata"].get("labels", {})}
+    if not _differs(body, existing):
+        return existing
+    api, suffix = _api_for(manifest["kind"])
+    metadata = manifest["metadata"]
+    log.info("updating %s %s/%s", manifest["kind"], metadata["namespace"], metadata["name"])
+    patched = getattr(api, f"patch_namespaced_{suffix}")(metadata["name"], metadata["namespace"], body)
+    return _sanitized(patched)
+
+
+def delete_if_present(kind: str, namespace: str, name: str) -> None:
+    api, suffix = _api_for(kind)
+    try:
+        getattr(api, f"delete_namespaced_{suffix}")(name, namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def list_nodes() -> list[dict[str, Any]]:
+    return _sanitized(_core().list_node()).get("items", [])
+
+
+def list_all_pods(field_selector: str | None = None) -> list[dict[str, Any]]:
+    """Pods in every namespace: model slots are a node's, whoever's pods hold them."""
+    kwargs = {"field_selector": field_selector} if field_selector else {}
+    return _sanitized(_core().list_pod_for_all_namespaces(**kwargs)).get("items", [])
+
+
+def patch_node_status(name: str, patch: dict[str, Any]) -> None:
+    _core().patch_node_status(name, patch)

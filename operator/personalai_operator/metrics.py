@@ -16,6 +16,8 @@ RUNS_BY_PHASE = Gauge("personalai_operator_training_runs", "TrainingRuns seen, b
 TIME_QUEUED = Histogram("personalai_operator_training_queued_seconds",
                         "Seconds a trainer pod waited for an RTX 5090 node.",
                         buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600))
+MODEL_SLOTS = Gauge("personalai_operator_model_slots", "personalai.dev/model-slot per GPU node, used and free.",
+                    ["node", "state"])
 JOBS_CREATED = Counter("personalai_operator_training_jobs_created_total", "Trainer Jobs created.")
 
 _lock = threading.Lock()
@@ -50,4 +52,6 @@ def record_time_queued(key: str, seconds: float) -> None:
 def serve(port: int) -> None:
     """Start the /metrics server in a background thread (port 0: off)."""
     if port:
-        start_http_server(port)
+        import os
+
+        start_http_server(port, addr=os.environ.get("PERSONALAI_LISTEN_HOST", "0.0.0.0"))

@@ -12,8 +12,8 @@ class AddressesExhausted(Exception):
 
 
 class AddressPool:
-    def __init__(self, first: int = 2, last: int = 254) -> None:
-        self._candidates = [f"127.0.0.{n}" for n in range(first, last + 1)]
+    def __init__(self, first: int = 2, last: int = 254, prefix: str = "127.0.0") -> None:
+        self._candidates = [f"{prefix}.{n}" for n in range(first, last + 1)]
         self._owners: dict[str, str] = {}  # address -> pod uid
         self._lock = threading.Lock()
 

@@ -80,7 +80,8 @@ class NodeAgent:
         self.api = api or KubeApi(str(settings.kubeconfig))
         self.apiserver_port = urllib.parse.urlsplit(self.api.host).port or 443
         self.path_env = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")])
-        self.addresses = AddressPool()
+        # Each control plane's agents draw from their own /24, so a demo and a test cluster can run side by side.
+        self.addresses = AddressPool(prefix=os.environ.get("PERSONALAI_POD_ADDRESS_PREFIX", "127.0.0"))
         self.workers: dict[str, PodWorker] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()

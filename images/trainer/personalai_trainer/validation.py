@@ -83,7 +83,8 @@ def score_answers(embedder, questions: list[str], answers: list[str], references
     consistency, coherence = [], []
     for index, answer in enumerate(answers):
         answer_words = len(_WORDS.findall(answer))
-        consistency.append(float(answer_vectors[index] @ reference_vectors[index]) if answer_words else 0.0)
+        # Cosine can dip below zero for unrelated text; the score is a 0-1 similarity, as the CRD says.
+        consistency.append(max(0.0, float(answer_vectors[index] @ reference_vectors[index])) if answer_words else 0.0)
         coherence.append(coherence_score(float(question_vectors[index] @ answer_vectors[index]),
                                          float(question_vectors[index] @ reference_vectors[index]),
                                          repetition_ratio(answer), answer_words))

@@ -5,4 +5,4 @@ through kube.py, and write the status that run_status.py / personalai_status.py 
 Serving (Deployment, Service, model slots) gets its own module here.
 """
 
-from personalai_operator.handlers import personalai, startup, training_run  # noqa: F401  (registration)
+from personalai_operator.handlers import personalai, serving, startup, training_run  # noqa: F401  (registration)

@@ -16,6 +16,7 @@ from personalai_operator import kube, manifests, metrics, naming
 from personalai_operator.conditions import find_condition, make_condition, set_condition
 from personalai_operator.handlers.common import SETTINGS, InvalidSpec, object_lock, parse_spec
 from personalai_operator.models import GROUP, VERSION, PersonalAISpec
+from personalai_operator.handlers.serving import reconcile_serving
 from personalai_operator.personalai_status import DataVerdict, assess_data, derive_personalai_status, unavailable
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def _reconcile(namespace: str, name: str) -> dict[str, Any] | None:
     verdict = _assess(namespace, spec)
     run = _ensure_training_run(personalai, spec, verdict) if verdict.ready else None
     fields = derive_personalai_status(verdict, run, status, generation)
+    fields = reconcile_serving(personalai, spec, status, run, fields, generation)
     if any(status.get(key) != value for key, value in fields.items()):
         kube.patch_status("PersonalAI", namespace, name, fields)
     _announce_data_change(personalai, status, fields)
@@ -126,3 +128,16 @@ def on_run_phase(body: dict[str, Any], **_: Any) -> None:
     except Exception as error:  # the PersonalAI's own timer retries
         metrics.RECONCILE_ERRORS.labels(kind="PersonalAI").inc()
         log.warning("status refresh of PersonalAI %s failed: %s", personalai, type(error).__name__)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={naming.LABEL_COMPONENT: "server"}, id="server-status")
+def on_server_deployment(body: dict[str, Any], **_: Any) -> None:
+    """The chat server's Deployment changed (a pod became Ready, or not): refresh Serving now."""
+    personalai = (body["metadata"].get("labels") or {}).get(naming.LABEL_PERSONALAI)
+    if not personalai:
+        return
+    try:
+        reconcile_personalai(body["metadata"]["namespace"], personalai)
+    except Exception as error:  # the PersonalAI's own timer retries
+        metrics.RECONCILE_ERRORS.labels(kind="PersonalAI").inc()
+        log.warning("serving refresh of PersonalAI %s failed: %s", personalai, type(error).__name__)

@@ -6,10 +6,18 @@ import logging
 
 import kopf
 
-from personalai_operator import metrics
+from personalai_operator import incluster, metrics
 from personalai_operator.handlers.common import SETTINGS
 from personalai_operator.models import GROUP
 from personalai_operator.naming import LABEL_TRAINING_RUN
+
+
+@kopf.on.login()
+def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+    """In a pod: its ServiceAccount (through the path prefix); elsewhere: $KUBECONFIG as kopf reads it."""
+    if incluster.in_cluster():
+        return incluster.connection_info()
+    return kopf.login_via_client(**kwargs)
 
 
 @kopf.on.startup()

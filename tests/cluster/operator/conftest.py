@@ -8,6 +8,7 @@ GPU" here never blocks another suite's pods (nor theirs ours).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -107,14 +108,20 @@ def _ensure_nodes(cluster) -> None:
     for name in NODES:
         if f"node/{name}" not in present:
             cluster.add_gpu_node(name, gpus=1, labels={"nvidia.com/gpu.product": NODE_PRODUCT})
+    # Pods left Terminating on these nodes by an earlier session still count against their GPUs.
+    pods = json.loads(cluster.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
+    for pod in pods:
+        if pod["spec"].get("nodeName") in NODES and pod["metadata"].get("deletionTimestamp"):
+            cluster.kubectl("delete", "pod", pod["metadata"]["name"], "-n", pod["metadata"]["namespace"],
+                            "--force", "--grace-period=0", check=False)
 
 
 @pytest.fixture(scope="session")
 def gpu_nodes(cluster):
     _ensure_nodes(cluster)
-    yield NODES
-    for name in NODES:
-        cluster.delete_node(name)
+    # Left in place at the end: another session running this suite on the same plane may still use
+    # them, and no other suite's pods can land there (their product label matches nothing else).
+    return NODES
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,43 @@
+"""The `Serving` condition from the serving Deployment's pod (pure).
+
+The scheduler, kubelet and probes decide; this reads their verdicts: Ready, Pending for a model
+slot (`ModelSlotsExhausted`, with how many GPU nodes and free slots there are), image-pull and
+crash reasons, or still starting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from personalai_operator.conditions import find_condition
+from personalai_operator.model_slots import MODEL_SLOT, exhausted_message
+
+WAITING_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
+                   "CreateContainerConfigError", "CreateContainerError", "ImageNotMappedForDevAgent")
+
+
+def serving_state(pods: list[dict[str, Any]], slots: dict[str, Any] | None = None) -> tuple[bool, str, str]:
+    """(serving, reason, message) for the newest serving pod."""
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    if not live:
+        return False, "Starting", "The chat server pod has not been created yet."
+    pod = max(live, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    status = pod.get("status") or {}
+    conditions = status.get("conditions")
+    ready = find_condition(conditions, "Ready")
+    if ready and ready.get("status") == "True":
+        return True, "Ready", f"The chat server is ready on {pod['spec'].get('nodeName')}."
+    scheduled = find_condition(conditions, "PodScheduled")
+    if not pod.get("spec", {}).get("nodeName") and scheduled and scheduled.get("status") == "False":
+        message = scheduled.get("message") or ""
+        if MODEL_SLOT in message:
+            return False, "ModelSlotsExhausted", exhausted_message(slots or {"gpuNodes": 0, "freeSlots": 0}, message)
+        return False, "Unschedulable", message or "Waiting for a node."
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in WAITING_REASONS:
+            return False, waiting["reason"], (waiting.get("message") or waiting["reason"])[:500]
+        terminated = (container.get("lastState") or {}).get("terminated") or {}
+        if terminated.get("exitCode"):
+            return False, "ServerExited", f"The chat server exited with code {terminated['exitCode']}."
+    return False, "Starting", "The chat server is loading the model."

@@ -118,8 +118,8 @@ def person_manifests(base_model: str = BASE_MODEL) -> list[dict]:
             for name in ("luke-reflections-secret.yaml", "luke.yaml")]
     spec = docs[1]["spec"]
     spec["baseModel"] = base_model
-    spec["training"].update({"epochs": 1, "maxSeqLength": 256, "quantization": "none", "batchSize": 8,
-                             "checkpointEverySteps": 10, "warmupSteps": 2, "learningRate": 0.002})
+    spec["training"].update({"epochs": 12, "maxSeqLength": 256, "quantization": "none", "batchSize": 8,
+                             "checkpointEverySteps": 20, "warmupSteps": 5, "learningRate": 0.004})
     spec["validation"] = {"maxPerplexity": 1000.0, "minCoherence": 0.0, "minPersonalityConsistency": 0.0}
     spec["serving"]["maxTokens"] = 48
     return docs
@@ -166,7 +166,7 @@ def wait_for_serving(plane: ControlPlane, namespace: str = NAMESPACE, timeout: f
     say("waiting for the adapter to be promoted and the chat server to be Ready")
 
     def ready():
-        pai = get(plane, "personalai", PERSON, "-n", namespace)
+        pai = get(plane, "personalais.personalai.dev", PERSON, "-n", namespace)
         return pai if condition(pai, "Ready").get("status") == "True" else None
 
     return wait_for(ready, timeout=timeout, interval=2, message="PersonalAI Ready (trained and serving)")
@@ -222,8 +222,9 @@ def chat(base_url: str, token: str) -> list[tuple[str, str, dict]]:
             for question in questions:
                 reply, final = stream_reply(client, base_url, token, session_id, question)
                 metadata = final.get("metadata", {})
+                tokens = (metadata.get("tokens") or {}).get("completion", "?")
                 print(f"  you:  {question}\n  {PERSON}: {reply.strip()}\n        "
-                      f"[{metadata.get('tokens', '?')} tokens, adapter {metadata.get('adapterVersion', '?')}]", flush=True)
+                      f"[{tokens} tokens, adapter {metadata.get('adapterVersion', '?')}]", flush=True)
                 answers.append((question, reply, metadata))
     return answers
 

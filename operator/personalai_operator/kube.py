@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 import uuid
 from typing import Any
@@ -47,7 +48,8 @@ def api_client() -> kubernetes.client.ApiClient:
             if incluster.in_cluster():
                 incluster.load_config()
             else:
-                kubernetes.config.load_kube_config()
+                # $KUBECONFIG read now, not when the kubernetes package was imported.
+                kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
             _client = kubernetes.client.ApiClient()
         return _client
 

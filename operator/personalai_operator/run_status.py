@@ -154,6 +154,11 @@ def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], st
     previous_phase = status.get("phase")
     if phase != previous_phase and phase != "Pending":
         events.append(RunEvent("Warning" if phase == "Failed" else "Normal", phase, message[:1000]))
+    elif phase == "Queued" and previous_phase == "Queued":
+        # Still waiting, but now for a stated reason (the scheduler has looked): say it once.
+        old_queued = find_condition(status.get("conditions"), "Queued") or {}
+        if old_queued.get("reason") != sched_reason:
+            events.append(RunEvent("Normal", "Queued", message[:1000]))
     old_validated = find_condition(status.get("conditions"), "Validated")
     new_validated = find_condition(conditions, "Validated")
     if new_validated["status"] != "Unknown" and (old_validated or {}).get("status") != new_validated["status"]:

@@ -112,8 +112,11 @@ def _ensure_nodes(cluster) -> None:
     pods = json.loads(cluster.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
     for pod in pods:
         if pod["spec"].get("nodeName") in NODES and pod["metadata"].get("deletionTimestamp"):
-            cluster.kubectl("delete", "pod", pod["metadata"]["name"], "-n", pod["metadata"]["namespace"],
-                            "--force", "--grace-period=0", check=False)
+            where = (pod["metadata"]["name"], "-n", pod["metadata"]["namespace"])
+            # A Job's pod keeps its job-tracking finalizer when its Job vanished with the node.
+            cluster.kubectl("patch", "pod", *where, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                            check=False)
+            cluster.kubectl("delete", "pod", *where, "--force", "--grace-period=0", check=False)
 
 
 @pytest.fixture(scope="session")

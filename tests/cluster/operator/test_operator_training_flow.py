@@ -45,9 +45,14 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
     config = json.loads(get_json(cluster, "configmap", f"{run}-config", "-n", ns)["data"]["config.json"])
     assert config["run"]["name"] == run and config["paths"]["reflections"] == "/data/reflections/luke.jsonl"
 
-    # The trainer's progress patch shows in the printer columns.
+    # What the trainer patches (kwok runs no trainer): progress shows in the printer columns, and a
+    # passed validation lets the PersonalAI take the adapter.
+    adapter = tr["spec"]["adapterVersion"]
     progress = {"status": {"progress": {"epoch": 1.5, "totalEpochs": 4, "loss": 1.234, "percent": 40,
-                                        "eta": "3m20s", "step": 12, "totalSteps": 30}}}
+                                        "eta": "3m20s", "step": 12, "totalSteps": 30},
+                           "artifact": {"location": f"/artifacts/{adapter}", "adapterVersion": adapter},
+                           "validation": {"evalLoss": 0.9, "perplexity": 2.4, "coherence": 0.9,
+                                          "personalityConsistency": 0.95, "passed": True, "reasons": []}}}
     cluster.kubectl("patch", "trainingruns", run, "-n", ns, "--subresource=status", "--type=merge",
                     "-p", json.dumps(progress))
     table = cluster.kubectl("get", "trainingruns", "-n", ns).stdout
@@ -62,7 +67,8 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
     assert pai["status"]["observedGeneration"] == pai["metadata"]["generation"]
     pai_table = cluster.kubectl("get", "personalais", "-n", ns).stdout.splitlines()
     assert pai_table[0].split() == ["NAME", "DATA", "PHASE", "ADAPTER", "ENDPOINT", "AGE"]
-    assert pai_table[1].split()[:3] == ["luke", "optimal", "Trained"]
+    assert pai_table[1].split()[:2] == ["luke", "optimal"] and adapter in pai_table[1].split()
+    assert condition(get_json(cluster, "trainingruns", run, "-n", ns), "Validated")["status"] == "True"
 
     reasons = {e["reason"] for e in items(cluster, "events", ns) if e["involvedObject"].get("name") == run}
     assert {"JobCreated", "Running", "Succeeded"} <= reasons

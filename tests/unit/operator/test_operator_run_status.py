@@ -129,3 +129,12 @@ def test_trainer_fields_are_never_overwritten():
     status = {"progress": {"percent": 40}, "artifact": {"location": "/artifacts/v1"}, "validation": {"passed": True}}
     update = derive_run_status(job(), [pod("Running", "n", True)], status, 1, NOW)
     assert not {"progress", "artifact", "validation"} & set(update.fields)
+
+
+def test_the_schedulers_reason_is_announced_when_it_arrives():
+    waiting = derive_run_status(job(), [pod()], {}, 1, NOW)
+    assert waiting.fields["phase"] == "Queued" and [e.reason for e in waiting.events] == ["Queued"]
+    unschedulable = derive_run_status(job(), [pod(scheduled=False)], waiting.fields, 1, NOW)
+    assert [(e.reason, e.message) for e in unschedulable.events] == [("Queued", UNSCHEDULABLE)]
+    again = derive_run_status(job(), [pod(scheduled=False)], unschedulable.fields, 1, NOW)
+    assert again.events == []

@@ -42,15 +42,16 @@ def say(message: str) -> None:
 
 
 def demo_plane() -> ControlPlane:
+    """The demo's own control plane (state folder, ports and pod addresses apart from the test cluster's)."""
     state = Path(os.environ.get("PERSONALAI_DEMO_DIR", REPO_ROOT / ".work" / "demo"))
     return ControlPlane(state_dir=state, apiserver_port=int(os.environ.get("PERSONALAI_DEMO_APISERVER_PORT", "17443")),
                         etcd_port=int(os.environ.get("PERSONALAI_DEMO_ETCD_PORT", "24790")), pod_address_prefix="127.0.1")
 
 
-def start_cluster() -> ControlPlane:
+def start_cluster(plane: ControlPlane | None = None) -> ControlPlane:
     """A control plane whose only RTX 5090 node is the agent's, so the trainer and server really run."""
     say("starting the local control plane (etcd, kube-apiserver, scheduler, controller-manager, kwok) and the dev node agent")
-    plane = demo_plane().up(gpu_nodes=0, cpu_nodes=1)
+    plane = (plane or demo_plane()).up(gpu_nodes=0, cpu_nodes=1)
     plane.start_node_agent(AGENT_NODE)
     return plane
 

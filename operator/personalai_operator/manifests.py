@@ -19,7 +19,7 @@ REFLECTIONS_DIR = "/data/reflections"
 MODEL_CACHE_DIR = "/models"
 ARTIFACTS_DIR = "/artifacts"
 TRAINER_METRICS_PORT = 9400
-TRAINER_UID = 1000  # the trainer image's non-root user
+IMAGE_UID = 10001  # the non-root user of the trainer and server images
 
 
 def build_training_run(personalai: dict[str, Any], spec: PersonalAISpec, name: str, data_version: str,
@@ -150,7 +150,7 @@ def build_restricted_container_security() -> dict[str, Any]:
 
 
 def build_restricted_pod_security() -> dict[str, Any]:
-    return {"runAsNonRoot": True, "runAsUser": TRAINER_UID, "runAsGroup": TRAINER_UID, "fsGroup": TRAINER_UID,
+    return {"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID, "fsGroup": IMAGE_UID,
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import kopf
 
 from personalai_operator import kube, manifests, metrics, naming
+from personalai_operator.conditions import find_condition, make_condition, set_condition
 from personalai_operator.handlers.common import SETTINGS, InvalidSpec, object_lock, parse_spec
 from personalai_operator.models import GROUP, VERSION, TrainingRunSpec
-from personalai_operator.conditions import make_condition, set_condition
-from personalai_operator.run_status import PHASES_DONE, derive_run_status, status_changed
+from personalai_operator.run_status import PHASES_DONE, derive_run_status, status_changed, validated_condition
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, "trainingruns")
@@ -103,8 +103,10 @@ def on_training_run(namespace: str, name: str, **_: Any) -> None:
 
 @kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, id="resync")
 def resync_training_run(namespace: str, name: str, status: dict[str, Any], **_: Any) -> None:
-    if status.get("phase") in PHASES_DONE and status.get("validation"):
-        return  # nothing left to observe
+    validated = find_condition(status.get("conditions"), "Validated") or {}
+    if status.get("phase") in PHASES_DONE and status.get("validation") and \
+            validated.get("status") == validated_condition(status["validation"], None)["status"]:
+        return  # finished, and the trainer's verdict is already mirrored: nothing left to observe
     try:
         reconcile_training_run(namespace, name)
     except InvalidSpec:

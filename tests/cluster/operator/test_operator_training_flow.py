@@ -68,7 +68,8 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
     pai_table = cluster.kubectl("get", "personalais", "-n", ns).stdout.splitlines()
     assert pai_table[0].split() == ["NAME", "DATA", "PHASE", "ADAPTER", "ENDPOINT", "AGE"]
     assert pai_table[1].split()[:2] == ["luke", "optimal"] and adapter in pai_table[1].split()
-    assert condition(get_json(cluster, "trainingruns", run, "-n", ns), "Validated")["status"] == "True"
+    wait_for(lambda: condition(get_json(cluster, "trainingruns", run, "-n", ns), "Validated")["status"] == "True",
+             timeout=30, message="the run's Validated condition to follow status.validation")
 
     reasons = {e["reason"] for e in items(cluster, "events", ns) if e["involvedObject"].get("name") == run}
     assert {"JobCreated", "Running", "Succeeded"} <= reasons

@@ -1,0 +1,71 @@
+"""Promotion and rollback as a user sees them: a validated run becomes the served adapter, a run that
+failed validation never does, and pinning spec.serving.adapterVersion rolls back without a new pod."""
+
+import json
+
+import pytest
+
+from devcluster.waiting import wait_for
+from serving_cluster_helpers import condition, create_personalai, finish_run, personalai, server_config, server_pods, wait_serving
+
+pytestmark = pytest.mark.cluster
+
+NAME = "ada"
+
+
+def _current(cluster, ns) -> str | None:
+    return ((personalai(cluster, ns, NAME) or {}).get("status") or {}).get("currentAdapter", {}).get("version")
+
+
+def _set_spec(cluster, ns, spec: dict) -> None:
+    cluster.kubectl("patch", "personalais", NAME, "-n", ns, "--type=merge", "-p", json.dumps({"spec": spec}))
+
+
+def test_validated_runs_serve_failed_ones_never_and_pinning_rolls_back(cluster, srv_ns):
+    create_personalai(cluster, srv_ns, NAME)
+    first = finish_run(cluster, srv_ns, NAME)
+    v1 = first["spec"]["adapterVersion"]
+    wait_for(lambda: _current(cluster, srv_ns) == v1, timeout=60, message="v1 promoted")
+    wait_serving(cluster, srv_ns, NAME)
+    assert server_config(cluster, srv_ns, NAME)["adapter"]["version"] == v1
+    pod = server_pods(cluster, srv_ns, NAME)[0]
+    template = cluster.kubectl("get", "deployment", f"{NAME}-chat", "-n", srv_ns, "-o", "jsonpath={.spec.template}").stdout
+
+    # A second validated run: it serves, and the first goes to the history.
+    _set_spec(cluster, srv_ns, {"training": {"epochs": 2}})
+    second = finish_run(cluster, srv_ns, NAME, known=(first["metadata"]["name"],))
+    v2 = second["spec"]["adapterVersion"]
+    wait_for(lambda: _current(cluster, srv_ns) == v2, timeout=60, message="v2 promoted")
+    wait_for(lambda: server_config(cluster, srv_ns, NAME)["adapter"]["version"] == v2, timeout=30,
+             message="the server config to name v2")
+    assert [r["version"] for r in personalai(cluster, srv_ns, NAME)["status"]["adapterHistory"]] == [v1]
+
+    # A run that trained but missed a validation threshold changes nothing that serves.
+    _set_spec(cluster, srv_ns, {"training": {"epochs": 3}})
+    third = finish_run(cluster, srv_ns, NAME, passed=False,
+                       known=(first["metadata"]["name"], second["metadata"]["name"]))
+    v3 = third["spec"]["adapterVersion"]
+    trained = wait_for(lambda: (lambda c: c if c.get("reason") == "ValidationFailed" else None)(
+        condition(personalai(cluster, srv_ns, NAME), "Trained")), timeout=60, message="Trained=False ValidationFailed")
+    assert trained["status"] == "False" and v3 in trained["message"] and "perplexity" in trained["message"]
+    status = personalai(cluster, srv_ns, NAME)["status"]
+    assert status["currentAdapter"]["version"] == v2
+    assert v3 not in [r["version"] for r in status["adapterHistory"]]
+    assert server_config(cluster, srv_ns, NAME)["adapter"]["version"] == v2
+    assert condition(personalai(cluster, srv_ns, NAME), "Serving")["status"] == "True"
+
+    # A pin to a version this PersonalAI never trained is refused by name.
+    _set_spec(cluster, srv_ns, {"serving": {"adapterVersion": "v9-nosuchone"}})
+    serving = wait_for(lambda: (lambda c: c if c.get("reason") == "UnknownAdapterVersion" else None)(
+        condition(personalai(cluster, srv_ns, NAME), "Serving")), timeout=30, message="UnknownAdapterVersion")
+    assert serving["status"] == "False" and "v9-nosuchone" in serving["message"]
+
+    # Rollback: pin the first adapter. The running server reloads its config; no new pod.
+    _set_spec(cluster, srv_ns, {"serving": {"adapterVersion": v1}})
+    wait_for(lambda: server_config(cluster, srv_ns, NAME)["adapter"]["version"] == v1, timeout=30,
+             message="the server config to name v1 again")
+    wait_serving(cluster, srv_ns, NAME, timeout=30)
+    assert _current(cluster, srv_ns) == v2  # the pin chooses what serves; the newest adapter stays current
+    assert [p["metadata"]["uid"] for p in server_pods(cluster, srv_ns, NAME)] == [pod["metadata"]["uid"]]
+    assert cluster.kubectl("get", "deployment", f"{NAME}-chat", "-n", srv_ns, "-o",
+                           "jsonpath={.spec.template}").stdout == template

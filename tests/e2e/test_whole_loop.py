@@ -1,0 +1,88 @@
+"""The whole loop on a local control plane: the chart's operator, the trainer and the chat server
+all run from the pod specs Kubernetes holds (the development node agent runs them as processes).
+
+Its own control plane (ports and pod addresses apart from the test cluster and the demo), stopped
+at the end unless PERSONALAI_KEEP_CLUSTER is set.
+"""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+
+from devcluster import demo
+from devcluster.controlplane import REPO_ROOT, ControlPlane
+from devcluster.nodes import GPU_PRODUCT_LABEL, RTX_5090
+from devcluster.waiting import wait_for
+
+pytestmark = pytest.mark.e2e
+NS = demo.NAMESPACE
+
+
+@pytest.fixture(scope="module")
+def plane():
+    plane = ControlPlane(state_dir=REPO_ROOT / ".work" / "e2e", apiserver_port=18443, etcd_port=25790,
+                         pod_address_prefix="127.0.2")
+    plane.down(quiet=True)
+    demo.start_cluster(plane)
+    yield plane
+    if not os.environ.get("PERSONALAI_KEEP_CLUSTER"):
+        plane.down()
+
+
+def names(plane, kind):
+    out = plane.kubectl("get", kind, "-n", NS, "-o", "name", check=False).stdout
+    return [line for line in out.splitlines() if line]
+
+
+def test_reflections_become_a_served_model_and_deleting_the_person_forgets_everything(plane):
+    demo.seed_base_model(plane)
+    demo.install_chart(plane)
+    operator_pod = demo.get(plane, "pods", "-n", "personalai-system")["items"][0]
+    assert operator_pod["spec"]["nodeName"] == demo.AGENT_NODE
+
+    demo.apply_person(plane)
+    run, progress = demo.follow_training(plane, timeout=900)
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert run["status"]["node"] == demo.AGENT_NODE
+    assert progress, "no progress was reported while training"
+    assert any(p.get("percent", 100) < 100 for p in progress) or len(progress) > 1
+    assert run["status"]["validation"]["passed"] is True
+
+    pai = demo.wait_for_serving(plane, timeout=300)
+    current = pai["status"]["currentAdapter"]
+    assert current["version"] == run["spec"]["adapterVersion"]
+    assert current["trainingRun"] == run["metadata"]["name"]
+    server_pod = next(p for p in demo.get(plane, "pods", "-n", NS, "-l", "personalai.dev/component=server")["items"])
+    node = demo.get(plane, "node", server_pod["spec"]["nodeName"])
+    assert node["metadata"]["labels"][GPU_PRODUCT_LABEL] == RTX_5090
+    assert node["status"]["allocatable"]["personalai.dev/model-slot"] == "3"
+
+    base_url, token = demo.server_address(plane), demo.chat_token(plane)
+    with httpx.Client() as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        session = client.post(f"{base_url}/api/ai-echo/sessions", headers=headers, json={"title": "e2e"}, timeout=30)
+        assert session.status_code in (200, 201), session.text
+        session_id = session.json().get("sessionId") or session.json()["id"]
+        reply, final = demo.stream_reply(client, base_url, token, session_id, "I'm feeling stressed about work")
+        assert reply.strip() and final["type"] == "complete"
+        assert final["metadata"]["adapterVersion"] == current["version"]
+        assert client.get(f"{base_url}/api/ai-echo/sessions", timeout=10).status_code == 401
+
+    claims_root = plane.agent_state_dir(demo.AGENT_NODE) / "claims" / NS
+    assert (claims_root / f"{demo.PERSON}-chat-data").is_dir() and (claims_root / f"{demo.PERSON}-artifacts").is_dir()
+    plane.kubectl("delete", "personalais.personalai.dev", demo.PERSON, "-n", NS, "--wait=true", timeout=120)
+
+    def forgotten():
+        left = names(plane, "trainingruns") + names(plane, "jobs") + names(plane, "deployments")
+        left += [n for n in names(plane, "pods") if "luke" in n]
+        left += [n for n in names(plane, "pvc") if "luke" in n] + [n for n in names(plane, "secrets") if "chat" in n]
+        left += [str(p) for p in claims_root.glob(f"{demo.PERSON}-*")]
+        return not left
+
+    wait_for(forgotten, timeout=120, interval=2,
+             message="the PersonalAI's runs, pods, volumes and chat sessions to be gone")
+    # The reflections Secret is the person's own input, not something made from it: it stays.
+    assert "secret/luke-reflections" in names(plane, "secrets")

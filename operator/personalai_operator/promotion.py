@@ -22,6 +22,7 @@ class Promotion:
     history: list[dict[str, Any]]
     promoted: bool = False  # this pass made a new current adapter
     rejected_reason: str | None = None  # why the latest run was not promoted, for the Trained condition
+    awaiting_validation: bool = False  # the run succeeded but has not reported its validation yet
 
 
 def adapter_record(run: dict[str, Any], now: str | None = None) -> dict[str, Any]:
@@ -51,8 +52,10 @@ def promote(status: dict[str, Any], run: dict[str, Any] | None, now: str | None 
     record = adapter_record(run, now)
     if record.get("version") in known_versions(current, history):
         return Promotion(current, history)
+    if validation.get("passed") is None:
+        return Promotion(current, history, awaiting_validation=True)
     if validation.get("passed") is not True:
-        missed = "; ".join(validation.get("reasons") or []) or "no validation result"
+        missed = "; ".join(validation.get("reasons") or []) or "validation did not pass"
         return Promotion(current, history, rejected_reason=f"adapter {record.get('version')} was not promoted: {missed}")
     if current:
         history = [current, *history][:HISTORY_LIMIT]

@@ -38,7 +38,10 @@ def reconcile_serving(personalai: dict[str, Any], spec: PersonalAISpec, status: 
         kube.emit_event(personalai, "Normal", "AdapterPromoted",
                         f"Adapter {promotion.current['version']} from TrainingRun {promotion.current.get('trainingRun')} "
                         "passed validation and is now current.")
-    if promotion.rejected_reason:
+    if promotion.awaiting_validation:
+        put("Trained", False, "ValidationPending", f"TrainingRun {run['metadata']['name']} succeeded; "
+            "waiting for its validation result.")
+    elif promotion.rejected_reason:
         put("Trained", False, "ValidationFailed", promotion.rejected_reason)
     elif promotion.current:
         put("Trained", True, "AdapterValidated", f"Adapter {promotion.current['version']} passed validation.")

@@ -1,6 +1,7 @@
 """At most three loaded models per RTX 5090 node, enforced by the scheduler through the
 personalai.dev/model-slot resource the operator advertises: four PersonalAIs on one node leave the
-fourth Pending with Serving=False ModelSlotsExhausted, and a new GPU node lets it start untouched.
+fourth Pending with Serving=False ModelSlotsExhausted; a deleted PersonalAI or a new GPU node lets
+the waiting one start with nobody touching it.
 
 GPU sharing mode `shared` (the suite's operator setting): serving pods ask for a slot, not a whole
 GPU, so the single simulated GPU of the node never decides the outcome; only the slots do.
@@ -11,8 +12,7 @@ import pytest
 from devcluster.waiting import wait_for
 from serving_cluster_helpers import (
     EXTRA_NODE, MODEL_SLOT, NODE, NODE_PRODUCT, PRODUCT_LABEL, condition, create_personalai, drain_leftovers,
-    finish_run, get_json,
-    personalai, server_pods, wait_serving,
+    finish_run, get_json, personalai, server_pods, wait_serving,
 )
 
 pytestmark = pytest.mark.cluster
@@ -34,7 +34,19 @@ def _scheduled(cluster, ns, name) -> str | None:
     return pods[0]["spec"].get("nodeName") if pods else None
 
 
-def test_fourth_model_waits_for_a_slot_then_starts_on_a_new_node(cluster, one_gpu_node, srv_ns):
+def _wait_exhausted(cluster, ns, name) -> dict:
+    """The PersonalAI says why it is not serving, with the numbers; its pod is Pending. Returns the pod."""
+    serving = wait_for(lambda: (lambda c: c if c.get("reason") == "ModelSlotsExhausted" else None)(
+        condition(personalai(cluster, ns, name), "Serving")), timeout=60, message=f"{name} ModelSlotsExhausted")
+    assert serving["status"] == "False"
+    assert "1 GPU node(s), 0 free slot(s)" in serving["message"], serving["message"]
+    assert condition(personalai(cluster, ns, name), "Ready")["status"] == "False"
+    pods = server_pods(cluster, ns, name)
+    assert len(pods) == 1 and pods[0]["status"]["phase"] == "Pending" and not pods[0]["spec"].get("nodeName")
+    return pods[0]
+
+
+def test_fourth_model_waits_for_a_slot_then_starts_when_one_frees_or_a_node_joins(cluster, one_gpu_node, srv_ns):
     node = wait_for(lambda: (lambda n: n if (n["status"].get("allocatable") or {}).get(MODEL_SLOT) == "3" else None)(
         get_json(cluster, "node", NODE)), timeout=30, message="3 model slots advertised on the GPU node")
     assert node["status"]["capacity"][MODEL_SLOT] == "3"
@@ -47,18 +59,23 @@ def test_fourth_model_waits_for_a_slot_then_starts_on_a_new_node(cluster, one_gp
         wait_serving(cluster, srv_ns, name, timeout=90)
         assert _scheduled(cluster, srv_ns, name) == NODE
 
-    last = NAMES[3]
-    serving = wait_for(lambda: (lambda c: c if c.get("reason") == "ModelSlotsExhausted" else None)(
-        condition(personalai(cluster, srv_ns, last), "Serving")), timeout=60, message=f"{last} ModelSlotsExhausted")
-    assert serving["status"] == "False"
-    assert "1 GPU node(s), 0 free slot(s)" in serving["message"], serving["message"]
-    pod = server_pods(cluster, srv_ns, last)[0]
-    assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName")
-    assert condition(personalai(cluster, srv_ns, last), "Ready")["status"] == "False"
+    waiting = NAMES[3]
+    pod = _wait_exhausted(cluster, srv_ns, waiting)
 
-    # A second RTX 5090 node joins: the operator gives it slots and the scheduler places the waiting pod.
+    # Someone deletes their PersonalAI: its server goes, and the waiting one starts in the freed slot.
+    cluster.kubectl("delete", "personalais", NAMES[0], "-n", srv_ns, "--wait=false")
+    wait_serving(cluster, srv_ns, waiting, timeout=90)
+    assert _scheduled(cluster, srv_ns, waiting) == NODE
+    assert [p["metadata"]["uid"] for p in server_pods(cluster, srv_ns, waiting)] == [pod["metadata"]["uid"]]
+
+    # A fifth PersonalAI waits again; a second RTX 5090 node joins, the operator gives it slots, and
+    # the scheduler places the waiting pod there, with nobody touching the PersonalAI.
+    create_personalai(cluster, srv_ns, "eve")
+    finish_run(cluster, srv_ns, "eve", timeout=120)
+    pod = _wait_exhausted(cluster, srv_ns, "eve")
     cluster.add_gpu_node(EXTRA_NODE, gpus=1, labels={PRODUCT_LABEL: NODE_PRODUCT})
-    wait_serving(cluster, srv_ns, last, timeout=60)
-    assert _scheduled(cluster, srv_ns, last) == EXTRA_NODE
-    assert [p["metadata"]["uid"] for p in server_pods(cluster, srv_ns, last)] == [pod["metadata"]["uid"]]
-    assert personalai(cluster, srv_ns, last)["status"]["phase"] == "Serving"
+    wait_serving(cluster, srv_ns, "eve", timeout=60)
+    assert _scheduled(cluster, srv_ns, "eve") == EXTRA_NODE
+    assert get_json(cluster, "node", EXTRA_NODE)["status"]["allocatable"][MODEL_SLOT] == "3"
+    assert [p["metadata"]["uid"] for p in server_pods(cluster, srv_ns, "eve")] == [pod["metadata"]["uid"]]
+    assert personalai(cluster, srv_ns, "eve")["status"]["phase"] == "Serving"

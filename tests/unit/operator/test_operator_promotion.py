@@ -33,6 +33,13 @@ def test_a_run_that_missed_validation_is_never_promoted_and_says_why():
     assert "perplexity 7.1 > 3.0" in result.rejected_reason
 
 
+def test_a_succeeded_run_without_validation_yet_waits_rather_than_fails():
+    pending = run("luke-b", "v2-b")
+    del pending["status"]["validation"]
+    result = promote({"currentAdapter": {"version": "v1"}}, pending)
+    assert result.awaiting_validation and result.rejected_reason is None and result.current == {"version": "v1"}
+
+
 def test_failed_or_running_runs_change_nothing():
     for phase in ("Failed", "Running", "Queued"):
         result = promote({"currentAdapter": {"version": "v1"}}, run("r", "v2", phase=phase))

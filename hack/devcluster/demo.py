@@ -119,7 +119,7 @@ def person_manifests(base_model: str = BASE_MODEL) -> list[dict]:
             for name in ("luke-reflections-secret.yaml", "luke.yaml")]
     spec = docs[1]["spec"]
     spec["baseModel"] = base_model
-    spec["training"].update({"epochs": 12, "maxSeqLength": 256, "quantization": "none", "batchSize": 8,
+    spec["training"].update({"epochs": 3, "maxSeqLength": 256, "quantization": "none", "batchSize": 8,
                              "checkpointEverySteps": 20, "warmupSteps": 5, "learningRate": 0.004})
     spec["validation"] = {"maxPerplexity": 1000.0, "minCoherence": 0.0, "minPersonalityConsistency": 0.0}
     spec["serving"]["maxTokens"] = 48

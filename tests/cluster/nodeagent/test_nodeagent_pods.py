@@ -163,7 +163,8 @@ def test_deployment_pods_become_ready_and_answer_on_their_own_pod_ips(cluster, n
     wait_for(deployment_available, timeout=60, message="both replicas Ready")
     pods = get_json(cluster, "pods", "-n", namespace, "-l", "app=web")["items"]
     addresses = {p["status"]["podIP"] for p in pods}
-    assert len(addresses) == 2 and all(a.startswith("127.0.0.") and a != "127.0.0.1" for a in addresses)
+    prefix = cluster.pod_address_prefix + "."
+    assert len(addresses) == 2 and all(a.startswith(prefix) and a != "127.0.0.1" for a in addresses)
     for address in addresses:
         with urllib.request.urlopen(f"http://{address}:8080/", timeout=5) as response:
             assert response.status == 200

@@ -127,7 +127,8 @@ def gpu_nodes(cluster):
     return NODES
 
 
-@pytest.fixture(scope="session")
+# Per module: an operator left running after its tests would keep the API server busy for the rest.
+@pytest.fixture(scope="module")
 def operator(operator_crds, gpu_nodes, cluster, tmp_path_factory):
     process = OperatorProcess(tmp_path_factory.mktemp("operator") / "operator.log", cluster.kubeconfig)
     process.start()

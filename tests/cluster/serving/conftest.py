@@ -40,7 +40,8 @@ def serving_crds(cluster):
     return cluster
 
 
-@pytest.fixture(scope="session")
+# Per module: an operator left running after its tests would keep the API server busy for the rest.
+@pytest.fixture(scope="module")
 def serving_operator(serving_crds, cluster, tmp_path_factory):
     ensure_node(cluster)
     process = OperatorSubprocess(tmp_path_factory.mktemp("serving-operator") / "operator.log", cluster.kubeconfig,

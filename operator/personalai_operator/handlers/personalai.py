@@ -117,27 +117,24 @@ def resync_personalai(namespace: str, name: str, **_: Any) -> None:
         raise
 
 
-@kopf.on.field(GROUP, VERSION, "trainingruns", field="status.phase", id="owner-status")
-def on_run_phase(body: dict[str, Any], **_: Any) -> None:
-    """A run changed phase: bring its PersonalAI's Trained/Ready up to date now."""
-    personalai = (body.get("spec") or {}).get("personalAI")
+def refresh_owner(namespace: str, personalai: str | None) -> None:
+    """Something a PersonalAI owns changed: reconcile it now rather than at the next resync."""
     if not personalai:
         return
     try:
-        reconcile_personalai(body["metadata"]["namespace"], personalai)
+        reconcile_personalai(namespace, personalai)
     except Exception as error:  # the PersonalAI's own timer retries
         metrics.RECONCILE_ERRORS.labels(kind="PersonalAI").inc()
         log.warning("status refresh of PersonalAI %s failed: %s", personalai, type(error).__name__)
 
 
+@kopf.on.field(GROUP, VERSION, "trainingruns", field="status.phase", id="owner-status")
+def on_run_phase(body: dict[str, Any], **_: Any) -> None:
+    """A run changed phase: bring its PersonalAI's Trained/Ready up to date now."""
+    refresh_owner(body["metadata"]["namespace"], (body.get("spec") or {}).get("personalAI"))
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={naming.LABEL_COMPONENT: "server"}, id="server-status")
 def on_server_deployment(body: dict[str, Any], **_: Any) -> None:
     """The chat server's Deployment changed (a pod became Ready, or not): refresh Serving now."""
-    personalai = (body["metadata"].get("labels") or {}).get(naming.LABEL_PERSONALAI)
-    if not personalai:
-        return
-    try:
-        reconcile_personalai(body["metadata"]["namespace"], personalai)
-    except Exception as error:  # the PersonalAI's own timer retries
-        metrics.RECONCILE_ERRORS.labels(kind="PersonalAI").inc()
-        log.warning("serving refresh of PersonalAI %s failed: %s", personalai, type(error).__name__)
+    refresh_owner(body["metadata"]["namespace"], (body["metadata"].get("labels") or {}).get(naming.LABEL_PERSONALAI))

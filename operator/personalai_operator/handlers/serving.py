@@ -92,24 +92,21 @@ def _roll_out(personalai: dict[str, Any], spec: PersonalAISpec, version: str) ->
     return serving_now, reason, message
 
 
+# Events only, no timers or state handlers on nodes: those make kopf write its bookkeeping onto
+# the Node object, which would need `patch nodes` (the chart grants only `patch nodes/status`).
 @kopf.on.event("", "v1", "nodes", labels={SETTINGS.gpu_product_label: SETTINGS.gpu_product})
 def advertise_model_slots(body: dict[str, Any], type: str | None, **_: Any) -> None:
-    """Every GPU node, as it comes or changes, gets its model-slot capacity."""
+    """Every GPU node, as it comes or changes (heartbeats included), gets its slot capacity and metrics."""
+    name = body["metadata"]["name"]
     if type == "DELETED":
+        for state in ("used", "free"):
+            metrics.MODEL_SLOTS.remove(name, state) if (name, state) in metrics.MODEL_SLOTS._metrics else None
         return
     patch = model_slots.build_slot_patch(body, SETTINGS)
     if patch is not None:
-        kube.patch_node_status(body["metadata"]["name"], patch)
-        log.info("advertised %s=%s on node %s", model_slots.MODEL_SLOT, SETTINGS.model_slots_per_node,
-                 body["metadata"]["name"])
-
-
-@kopf.timer("", "v1", "nodes", labels={SETTINGS.gpu_product_label: SETTINGS.gpu_product}, interval=30, idle=10)
-def report_model_slots(body: dict[str, Any], **_: Any) -> None:
-    """Slots used and free per node, as metrics."""
-    name = body["metadata"]["name"]
+        kube.patch_node_status(name, patch)
+        log.info("advertised %s=%s on node %s", model_slots.MODEL_SLOT, SETTINGS.model_slots_per_node, name)
     pods = kube.list_all_pods(field_selector=f"spec.nodeName={name}")
-    summary = model_slots.slots_summary([body], pods, SETTINGS)
-    counts = summary["nodes"].get(name, {"used": 0, "free": 0})
+    counts = model_slots.slots_summary([body], pods, SETTINGS)["nodes"].get(name, {"used": 0, "free": 0})
     metrics.MODEL_SLOTS.labels(node=name, state="used").set(counts["used"])
     metrics.MODEL_SLOTS.labels(node=name, state="free").set(counts["free"])

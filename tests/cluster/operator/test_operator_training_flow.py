@@ -37,7 +37,7 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
     assert node["status"]["capacity"]["nvidia.com/gpu"] == "1"
     assert node["metadata"]["labels"]["nvidia.com/gpu.product"].startswith("NVIDIA-GeForce-RTX-5090")
 
-    wait_for(lambda: _phase(cluster, ns, run) == "Succeeded", timeout=90, message="the run to succeed")
+    wait_for(lambda: _phase(cluster, ns, run) == "Succeeded", timeout=180, message="the run to succeed")
     tr = get_json(cluster, "trainingruns", run, "-n", ns)
     assert condition(tr, "Succeeded")["status"] == "True" and tr["status"]["node"] == pod["spec"]["nodeName"]
     assert tr["status"]["jobName"] == run and tr["status"]["startTime"] and tr["status"]["completionTime"]
@@ -87,7 +87,7 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
                     message="a second run after the config change")
     new = next(r for r in runs if r["metadata"]["name"] != run)
     assert new["spec"]["training"]["epochs"] == 2 and new["spec"]["adapterVersion"].startswith("v2-")
-    wait_for(lambda: _phase(cluster, ns, new["metadata"]["name"]) == "Succeeded", timeout=90,
+    wait_for(lambda: _phase(cluster, ns, new["metadata"]["name"]) == "Succeeded", timeout=180,
              message="the second run to succeed")
 
 

@@ -180,6 +180,6 @@ def finish_run(cluster, namespace: str, personalai_name: str, passed: bool = Tru
         message=f"TrainingRun {name} to succeed")
 
 
-def wait_serving(cluster, namespace: str, name: str, timeout: float = 90) -> dict:
+def wait_serving(cluster, namespace: str, name: str, timeout: float = 150) -> dict:
     return wait_for(lambda: (lambda p: p if condition(p, "Serving").get("status") == "True" else None)(
         personalai(cluster, namespace, name)), timeout=timeout, message=f"{name} Serving=True")

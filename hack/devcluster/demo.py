@@ -152,10 +152,14 @@ def follow_training(plane: ControlPlane, namespace: str = NAMESPACE, timeout: fl
             progress = run.get("status", {}).get("progress")
             if progress and (not seen or progress != seen[-1]):
                 seen.append(progress)
-            table = plane.kubectl("get", "trainingruns", "-n", namespace).stdout
-            if table != last_table:
-                print(table.rstrip(), flush=True)
-                last_table = table
+            header, *rows = plane.kubectl("get", "trainingruns", "-n", namespace).stdout.rstrip().splitlines()
+            if not last_table:
+                print(header, flush=True)
+            # Rows as `kubectl get trainingruns -w` prints them: a line per change (AGE aside).
+            row = rows[-1] if rows else ""
+            if row.rsplit(None, 1)[0] != last_table:
+                print(row, flush=True)
+                last_table = row.rsplit(None, 1)[0]
             phase = run.get("status", {}).get("phase")
             if phase in ("Succeeded", "Failed"):
                 return run, seen

@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 venv: $(VENV)/.installed
 
-# Reinstall only when the dependency list changes; pip's own cache keeps the torch wheel outside the repo.
+# Reinstall only when the dependency list changes (pyproject.toml is newer than the stamp).
 $(VENV)/.installed: pyproject.toml
 	@echo ">> creating $(VENV) and installing personalai[dev] (first time: torch is large, several minutes)"
 	$(PYTHON) -m venv $(VENV)

@@ -62,15 +62,20 @@ def scheduling_state(pod: dict[str, Any] | None) -> tuple[bool, str, str]:
 
 
 def queued_seconds(pod: dict[str, Any] | None) -> float | None:
-    """Seconds from pod creation to its binding to a node (None until it is bound)."""
+    """Seconds from pod creation until it was bound and started on a node (None until it is bound).
+
+    The later of PodScheduled's transition and the pod's startTime: a node agent may rewrite the
+    condition's timestamp when it reports the pod, but it cannot start a pod before the binding.
+    """
     if pod is None:
         return None
-    scheduled = find_condition((pod.get("status") or {}).get("conditions"), "PodScheduled")
+    status = pod.get("status") or {}
+    scheduled = find_condition(status.get("conditions"), "PodScheduled")
     created = _parse_time(pod["metadata"].get("creationTimestamp"))
     if not scheduled or scheduled.get("status") != "True" or created is None:
         return None
-    bound = _parse_time(scheduled.get("lastTransitionTime"))
-    return max(0.0, (bound - created).total_seconds()) if bound else None
+    times = [t for t in (_parse_time(scheduled.get("lastTransitionTime")), _parse_time(status.get("startTime"))) if t]
+    return max(0.0, (max(times) - created).total_seconds()) if times else None
 
 
 def validated_condition(validation: dict[str, Any] | None, generation: int | None) -> dict[str, Any]:

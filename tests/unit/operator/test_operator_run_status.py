@@ -118,11 +118,15 @@ def test_transition_time_moves_only_when_status_changes():
     assert cond(running, "Queued")["lastTransitionTime"] == "2026-01-01T00:06:00Z"
 
 
-def test_queued_seconds_from_creation_to_binding():
-    assert queued_seconds(pod("Running", "n", True)) == 90.0
+def test_queued_seconds_from_creation_to_start_on_a_node():
+    assert queued_seconds(pod("Running", "n", True)) == 91.0  # started 1 s after binding
     assert queued_seconds(pod(scheduled=False)) is None
     update = derive_run_status(job(), [pod("Running", "n", True)], {}, 1, NOW)
-    assert update.fields["queuedSeconds"] == 90.0
+    assert update.fields["queuedSeconds"] == 91.0
+    rewritten = pod("Running", "n", True)  # a node agent reported PodScheduled with the creation time
+    rewritten["status"]["conditions"] = [dict(c, lastTransitionTime="2026-01-01T00:00:00Z")
+                                         if c["type"] == "PodScheduled" else c for c in rewritten["status"]["conditions"]]
+    assert queued_seconds(rewritten) == 91.0
 
 
 def test_trainer_fields_are_never_overwritten():

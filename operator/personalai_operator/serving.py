@@ -23,7 +23,7 @@ from personalai_operator.manifests import (
     build_restricted_pod_security,
 )
 from personalai_operator.model_slots import MODEL_SLOT
-from personalai_operator.models import PersonalAISpec
+from personalai_operator.models import PersonalAISpec, PersonalityMode
 from personalai_operator.settings import OperatorSettings
 
 SERVER_PORT = 8080
@@ -63,14 +63,13 @@ def build_server_config(personalai: dict[str, Any], spec: PersonalAISpec, settin
                         adapter_version: str | None) -> dict[str, Any]:
     """The server's config file (personalai_server.config.ServerConfig; a unit test validates it)."""
     serving = spec.serving
-    modes = {name: {"systemPrompt": mode.system_prompt, "temperature": mode.temperature,
-                    **({"topP": mode.top_p} if mode.top_p is not None else {})}
-             for name, mode in serving.personality_modes.items()}
+    modes = {name: server_mode(mode) for name, mode in serving.personality_modes.items()}
     conversation: dict[str, Any] = {
         "historyWindow": serving.history_window, "defaultTemperature": serving.temperature,
         "maxTokens": serving.max_tokens,
         # The server keeps a session at least a day; 0 in the spec means "as short as possible".
         "retentionDays": max(1, spec.retention.session_days),
+        "memory": serving.memory.model_dump(by_alias=True),
     }
     if modes:
         conversation["personalityModes"] = modes
@@ -91,6 +90,16 @@ def build_server_config(personalai: dict[str, Any], spec: PersonalAISpec, settin
         "listen": {"host": "0.0.0.0", "port": SERVER_PORT},
         "reloadIntervalSeconds": 5,
     }
+
+
+def server_mode(mode: PersonalityMode) -> dict[str, Any]:
+    """A spec personality mode as the server's config has it (its description is for people only)."""
+    out: dict[str, Any] = {"systemPrompt": mode.system_prompt, "temperature": mode.temperature}
+    if mode.top_p is not None:
+        out["topP"] = mode.top_p
+    if mode.memory is not None:
+        out["memory"] = mode.memory.model_dump(by_alias=True, exclude_none=True)
+    return out
 
 
 def build_server_config_map(personalai: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

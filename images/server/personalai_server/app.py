@@ -3,7 +3,8 @@
     app = build_app(config, config_path="/etc/personalai/server.yaml")
 
 The engine loads in the background so /healthz answers at once and /readyz turns 200 when the
-model is in memory. `engine` may be passed in (the benchmark uses this to time the server alone).
+model is in memory; the active adapter's memory index (and the embedder, if it has one) follows.
+`engine` may be passed in (the benchmark uses this to time the server alone).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ async def load_engine(service: ChatService) -> None:
     except Exception:
         # /readyz stays 503 and says why in the log; the process stays up for the probes to see.
         log.exception("engine failed to start")
+        return
+    # There is no older adapter to fall back to: a broken memory index is logged and the model serves without.
+    await service.memory_index(service.engine.active_adapter)
 
 
 def build_app(config: ServerConfig, config_path: str | None = None, engine: Engine | None = None) -> FastAPI:
@@ -56,6 +60,7 @@ def build_app(config: ServerConfig, config_path: str | None = None, engine: Engi
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await engine.close()
+            service.memories.close()
             store.close()
 
     app = FastAPI(

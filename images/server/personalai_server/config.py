@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from personalai_reflections.memory import MemorySettings
 from personalai_reflections.paths import resolve
 
 
@@ -68,12 +69,34 @@ class Adapter(_Model):
         return resolve(self.dir) / version
 
 
+_MEMORY_DEFAULTS = MemorySettings()
+
+
+class Memory(_Model):
+    """Retrieval of the person's own reflections into the system prompt (personalai_reflections.memory)."""
+
+    enabled: bool = _MEMORY_DEFAULTS.enabled
+    max_memories: int = Field(default=_MEMORY_DEFAULTS.max_memories, ge=0, le=20)
+    token_budget: int = Field(default=_MEMORY_DEFAULTS.token_budget, ge=0, le=8000)
+    min_similarity: float = Field(default=_MEMORY_DEFAULTS.min_similarity, ge=0.0, le=1.0)
+
+
+class MemoryOverride(_Model):
+    """A mode's changes to conversation.memory; a field left out keeps the conversation's value."""
+
+    enabled: bool | None = None
+    max_memories: int | None = Field(default=None, ge=0, le=20)
+    token_budget: int | None = Field(default=None, ge=0, le=8000)
+    min_similarity: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
 class PersonalityMode(_Model):
     # May contain {displayName}; nothing else is substituted, and never user text.
     system_prompt: str = Field(min_length=1, max_length=8000)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float = Field(default=0.9, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1)
+    memory: MemoryOverride | None = None
 
     @field_validator("system_prompt")
     @classmethod
@@ -124,6 +147,7 @@ class Conversation(_Model):
         default="Let your feelings show in your tone, as you would with someone close to you.",
         max_length=2000,
     )
+    memory: Memory = Field(default_factory=Memory)
 
     @model_validator(mode="after")
     def _default_mode_exists(self) -> Conversation:
@@ -132,6 +156,17 @@ class Conversation(_Model):
         if self.default_mode not in self.personality_modes:
             raise ValueError("conversation.defaultMode must name one of conversation.personalityModes")
         return self
+
+
+def memory_settings(conversation: Conversation, mode: PersonalityMode, session_memory: bool = True) -> MemorySettings:
+    """The memory settings of a turn: the mode's override wins over the conversation's; a session may
+    only switch memory off (what a person's AI may recall is the operator's choice, not the caller's)."""
+    merged = conversation.memory.model_dump()
+    if mode.memory is not None:
+        merged.update(mode.memory.model_dump(exclude_none=True))
+    if not session_memory:
+        merged["enabled"] = False
+    return MemorySettings(**merged)
 
 
 class Storage(_Model):

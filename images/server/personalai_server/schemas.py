@@ -21,6 +21,8 @@ class SessionSettings(_Camel):
     max_tokens: int | None = Field(default=None, ge=1)
     personality_mode: str | None = Field(default=None, min_length=1, max_length=64)
     enable_emotional_tone: bool = False
+    # False: no memories in this session's prompts (for comparing answers with and without them).
+    memory: bool = True
 
 
 class SessionCreate(_Camel):
@@ -84,6 +86,8 @@ class ResponseMetadata(_Camel):
     personality_mode: str
     history_messages: int
     finish_reason: str | None
+    # Ids of the memories put into the prompt, best first; never their text.
+    memories: list[str] = Field(default_factory=list)
 
 
 class ChatResponse(_Camel):

@@ -1,24 +1,29 @@
 """The chat logic between the HTTP routes and the engine: sessions, turns, limits, metadata.
 
-A turn is prepared (validated, history windowed and trimmed, a stream slot taken) before any byte
-of the response is sent, so every refusal is a plain status code; then it is generated, and only a
-complete reply is stored, together with its question.
+A turn is prepared (validated, history windowed and trimmed, the person's memories closest to it
+put into the system prompt, a stream slot taken) before any byte of the response is sent, so every
+refusal is a plain status code; then it is generated, and only a complete reply is stored, together
+with its question.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from personalai_reflections import memory
+from personalai_reflections.memory import MemorySettings, Recall
+
 from .auth import Principal
-from .config import ServerConfig
+from .config import ServerConfig, memory_settings
 from .engines import Engine, EngineError, GenerationParams, GenerationStats
 from .engines.base import AdapterError
 from .errors import APIError
 from .limits import RateLimiter, StreamSlots, retry_after_header
+from .memory import NO_RECALL, Memories, MemoryIndex
 from .metrics import ServerMetrics
 from .prompts import PromptTooLongError, build_messages, build_system_prompt, resolve_sampling
 from .schemas import SessionSettings
@@ -36,6 +41,7 @@ class Turn:
     mode: str
     params: GenerationParams
     history_messages: int
+    memories: list[str] = field(default_factory=list)  # ids of the memories in the prompt
     stats: GenerationStats = field(default_factory=GenerationStats)
     reply: str = ""
     metadata: dict[str, Any] | None = None
@@ -49,11 +55,13 @@ class Turn:
 
 
 class ChatService:
-    def __init__(self, config: ServerConfig, store: SessionStore, engine: Engine, metrics: ServerMetrics):
+    def __init__(self, config: ServerConfig, store: SessionStore, engine: Engine, metrics: ServerMetrics,
+                 memories: Memories | None = None):
         self.config = config
         self.store = store
         self.engine = engine
         self.metrics = metrics
+        self.memories = memories or Memories()
         self.rate_limiter = RateLimiter()
         self.stream_slots = StreamSlots()
 
@@ -138,7 +146,7 @@ class ChatService:
         if not self.engine.ready:
             raise APIError(503, "model_loading", "the model is still loading; retry shortly", None, {"Retry-After": "5"})
 
-    def prepare_turn(self, principal: Principal, user_text: str, session_id: str | None) -> Turn:
+    async def prepare_turn(self, principal: Principal, user_text: str, session_id: str | None) -> Turn:
         """Validate and build everything a turn needs; raises APIError before any reply starts."""
         self.check_message(user_text)
         self.require_ready()
@@ -148,14 +156,14 @@ class ChatService:
         try:
             if session_id is None:
                 session = self.create_session(principal, "New conversation", SessionSettings())
-            turn = self.build_turn(principal, session, user_text)
+            turn = await self.build_turn(principal, session, user_text)
         except BaseException:
             release()
             raise
         turn._release = release
         return turn
 
-    def build_turn(self, principal: Principal, session: StoredSession, user_text: str) -> Turn:
+    async def build_turn(self, principal: Principal, session: StoredSession, user_text: str) -> Turn:
         conversation = self.config.conversation
         settings = SessionSettings.model_validate(session.settings)
         mode_name = settings.personality_mode or conversation.default_mode
@@ -169,9 +177,66 @@ class ChatService:
         system_prompt = build_system_prompt(
             mode, self.config.persona.display_name, settings.enable_emotional_tone, conversation
         )
-        messages = self.fit_messages(system_prompt, history, user_text, max_tokens)
+        # The session's adapter is the active one (a turn names no other); the base model has no memory.
+        recall_settings = memory_settings(conversation, mode, settings.memory)
+        messages, recall = await self.grounded_messages(
+            self.engine.active_adapter, system_prompt, recall_settings, history, user_text,
+            lambda prompt: self.fit_messages(prompt, history, user_text, max_tokens),
+        )
         params = GenerationParams(max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
-        return Turn(principal, session, user_text, messages, mode_name, params, history_messages=len(messages) - 2)
+        return Turn(principal, session, user_text, messages, mode_name, params, history_messages=len(messages) - 2,
+                    memories=recall.ids)
+
+    # --- memory -------------------------------------------------------------------------------
+
+    async def load_memory(self, version: str | None) -> MemoryIndex | None:
+        """Read the memory index of adapter `version` (with the adapter); AdapterError if it is broken."""
+        if version is None:
+            return None
+        index = await self.memories.load(version, self.config.adapter.path_for(version))
+        self.memories.keep_only({*self.engine.loaded_adapters(), self.engine.active_adapter, version})
+        return index
+
+    async def memory_index(self, version: str | None) -> MemoryIndex | None:
+        """The memory of `version`, loading it if needed; a broken index is logged and means no memory."""
+        if version is None:
+            return None
+        if version in self.memories.indexes:
+            return self.memories.indexes[version]
+        try:
+            return await self.load_memory(version)
+        except AdapterError as error:
+            log.error("memory not used: %s", error)
+            self.memories.forget(version)
+            return None
+
+    async def recall(self, version: str | None, settings: MemorySettings, user_text: str,
+                     history: list[dict[str, str]]) -> tuple[MemoryIndex | None, Recall]:
+        """The memories of adapter `version` closest to this turn (none if it has no index)."""
+        index = await self.memory_index(version)
+        query = memory.retrieval_query(user_text, history)
+        return index, await self.memories.recall(index, query, settings, self.count_text_tokens)
+
+    def count_text_tokens(self, text: str) -> int:
+        # As a message of its own: over-counts by the template's few tokens, which errs on the safe side.
+        return self.engine.count_tokens([{"role": "user", "content": text}])
+
+    async def grounded_messages(
+        self, version: str | None, system_prompt: str, settings: MemorySettings, history: list[dict[str, str]],
+        user_text: str, fit: Callable[[str], list[dict[str, str]]],
+    ) -> tuple[list[dict[str, str]], Recall]:
+        """`fit(system prompt)` (the turn's messages) with the prompt carrying the memories of adapter
+        `version` closest to the turn, or the note that none is; as configured where it has no index."""
+        index, recall = await self.recall(version, settings, user_text, history)
+        if index is None:  # an adapter without memory files, or the base model
+            return fit(system_prompt), NO_RECALL
+        try:
+            return fit(memory.system_prompt_with_memories(system_prompt, recall, settings)), recall
+        except APIError:
+            if not recall.items:
+                raise
+        # The memories pushed the new message past the context: answer without them rather than refuse.
+        return fit(memory.system_prompt_with_memories(system_prompt, NO_RECALL, settings)), NO_RECALL
 
     def fit_messages(self, system_prompt: str, history: list, user_text: str, reserve: int) -> list[dict[str, str]]:
         try:
@@ -244,6 +309,7 @@ class ChatService:
             "personalityMode": turn.mode,
             "historyMessages": turn.history_messages,
             "finishReason": stats.finish_reason,
+            "memories": list(turn.memories),
         }
 
     def observe(self, stats: GenerationStats) -> None:

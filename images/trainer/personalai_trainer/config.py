@@ -17,8 +17,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from personalai_reflections.memory import MemorySettings
 from personalai_reflections.paths import resolve
 from personalai_trainer.errors import ConfigError
+from personalai_trainer.validation import Gate
 
 
 class _Section(BaseModel):
@@ -42,6 +44,7 @@ class PathsConfig(_Section):
     model_cache: str = "/models"
     output: str
     checkpoints: str
+    current_adapter: str | None = None  # the adapter being served: scored on the same held-out set
 
 
 class LoraConfig(_Section):
@@ -82,11 +85,39 @@ class TrainingConfig(_Section):
 
 
 class ValidationConfig(_Section):
-    max_perplexity: float = Field(3.0, gt=1)
-    min_coherence: float = Field(0.85, ge=0, le=1)
-    min_personality_consistency: float = Field(0.9, ge=0, le=1)
-    max_samples: int = Field(16, ge=1)  # held-out questions the model answers for the embedding scores
-    max_new_tokens: int = Field(96, ge=8)
+    """The promotion gate (validation.Gate; definitions in fidelity.py) and the evaluation's size.
+
+    Gate defaults are what a real fine-tune clears and the untouched base model and a random model
+    do not (measured with SmolLM2-135M-Instruct on the example reflections; README). null: off.
+    """
+
+    min_perplexity_gain: float | None = Field(0.2, ge=-1, le=1)  # 20% below the base model's held-out perplexity
+    min_perplexity_gain_over_in_context: float | None = Field(0.0, ge=-1, le=1)  # no worse than few-shot prompting
+    max_perplexity: float | None = Field(None, gt=1)  # off: absolute perplexity depends on the base model
+    min_coherence: float | None = Field(0.4, ge=0, le=1)  # a random or looping model scores near 0
+    min_personality_consistency: float | None = Field(0.25, ge=0, le=1)  # MiniLM cosine; unrelated text ~0.1
+    min_closer_than_base: float | None = Field(None, ge=0, le=1)  # reported: 12 held-out questions make it noisy
+    min_attribution: float | None = Field(None, ge=0, le=1)  # reported; chance is 0.25, the base model's 0
+    min_knowledge: float | None = Field(None, ge=0, le=1)  # reported; chance is 0.25
+    max_samples: int = Field(16, ge=1)  # held-out questions answered by every candidate (generation is the cost)
+    max_new_tokens: int = Field(96, ge=8)  # long enough for a voice, short enough for CPU validation
+    probes: int = Field(32, ge=0, le=1000)  # knowledge probes from the training answers (0: none)
+
+    def gate(self) -> Gate:
+        return Gate(**{name: getattr(self, name) for name in Gate.__dataclass_fields__})
+
+
+class MemoryConfig(_Section):
+    """Memory as the chat server will use it (spec.serving.memory): validation scores the served setup."""
+
+    enabled: bool = True
+    max_memories: int = Field(MemorySettings.max_memories, ge=0, le=20)
+    token_budget: int = Field(MemorySettings.token_budget, ge=0, le=8000)
+    min_similarity: float = Field(MemorySettings.min_similarity, ge=0, le=1)
+
+    def settings(self) -> MemorySettings:
+        return MemorySettings(enabled=self.enabled, max_memories=self.max_memories, token_budget=self.token_budget,
+                              min_similarity=self.min_similarity)
 
 
 class ReportingConfig(_Section):
@@ -102,6 +133,7 @@ class TrainerConfig(_Section):
     paths: PathsConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
     reporting: ReportingConfig = Field(default_factory=ReportingConfig)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from personalai_trainer.batching import MicroBatchController
 from personalai_trainer.examples import IGNORE_INDEX
@@ -43,15 +44,40 @@ def autocast_for(device: torch.device | str, dtype: torch.dtype):
     return contextlib.nullcontext()
 
 
+LOSS_CHUNK_TOKENS = 1024  # answer positions per logits chunk: 1024 x 49k-32k vocabulary floats, not a batch's worth
+
+
 def summed_loss(model, batch: dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
-    """Sum of next-token cross-entropy over the labelled positions of one micro-batch."""
+    """Sum of next-token cross-entropy over the labelled positions of one micro-batch.
+
+    Logits are computed only at labelled (answer) positions and a chunk at a time, each chunk
+    recomputed in the backward pass instead of stored: a micro-batch's full fp32 logits (rows x
+    length x vocabulary) would be the largest tensor of the step, mostly for prompt tokens the
+    loss ignores.
+    """
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     with autocast_for(batch["input_ids"].device, dtype):
         # No attention_mask: transformers derives the block-diagonal (packed) mask from position_ids.
-        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
-    shifted_logits = logits[:, :-1, :].float()
-    shifted_labels = batch["labels"][:, 1:]
-    return F.cross_entropy(shifted_logits.reshape(-1, shifted_logits.size(-1)), shifted_labels.reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction="sum")
+        hidden = causal_lm.get_decoder()(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                                         use_cache=False).last_hidden_state
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE_INDEX
+    selected, targets = hidden[:, :-1][keep], labels[keep]
+    head = causal_lm.get_output_embeddings()
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, targets.numel(), LOSS_CHUNK_TOKENS):
+        chunk = slice(start, start + LOSS_CHUNK_TOKENS)
+        if torch.is_grad_enabled():
+            total = total + checkpoint(_chunk_loss, head, selected[chunk], targets[chunk], dtype, use_reentrant=False)
+        else:
+            total = total + _chunk_loss(head, selected[chunk], targets[chunk], dtype)
+    return total
+
+
+def _chunk_loss(head, hidden: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    with autocast_for(hidden.device, dtype):
+        logits = head(hidden)
+    return F.cross_entropy(logits.float(), targets, reduction="sum")
 
 
 def train_step(

@@ -34,10 +34,10 @@ class RunResult:
 def main(config: TrainerConfig) -> RunResult:
     import torch
 
-    from personalai_trainer import checkpoints, validation
+    from personalai_trainer import checkpoints, fidelity, validation
     from personalai_trainer.artifacts import write_manifest
     from personalai_trainer.batching import MicroBatchController, ModelShape, plan_micro_batch
-    from personalai_trainer.examples import (build_examples, build_messages, build_system_prompt,
+    from personalai_trainer.examples import (build_examples, build_system_prompt,
                                              ensure_chat_template, split_train_validation)
     from personalai_trainer.filtering import filter_reflections
     from personalai_trainer.loop import evaluate_loss, train_step
@@ -93,6 +93,9 @@ def main(config: TrainerConfig) -> RunResult:
     if not train_examples:
         raise DataError("paths.reflections: no example fits training.maxSeqLength")
     train_rows = pack_examples(train_examples, training.max_seq_length)
+    evaluation = fidelity.build_evaluation_set(system_prompt, train_reflections, held_out,
+                                               max_samples=config.validation.max_samples,
+                                               probes=config.validation.probes, seed=training.seed)
     eval_rows = pack_examples(eval_examples, training.max_seq_length)
     log_event("data ready", trainReflections=len(train_reflections), heldOut=len(held_out),
               trainExamples=len(train_examples), packedRows=len(train_rows),
@@ -107,6 +110,11 @@ def main(config: TrainerConfig) -> RunResult:
                             rows_per_step=training.rows_per_step, requested=training.batch_size,
                             checkpointing_mode=training.gradient_checkpointing, dynamic=training.dynamic_batching)
     model = apply_lora(model, training.lora, gradient_checkpointing=plan.checkpointing)
+    candidates = fidelity.standard_candidates(model, train_reflections, training.seed)
+    max_answer_tokens = training.max_seq_length  # the answer tokens training would have seen
+    current = load_current_adapter(model, config)
+    if current:
+        candidates[validation.CURRENT] = fidelity.Candidate(validation.CURRENT, model, current)
     trainable, total_parameters = count_parameters(model)
     log_event("model ready", attention=attention, dtype=str(dtype).removeprefix("torch."), device=device,
               quantization=training.quantization, trainableParameters=trainable, parameters=total_parameters,
@@ -130,6 +138,8 @@ def main(config: TrainerConfig) -> RunResult:
         log_event("resumed", step=start_step, totalSteps=total_steps)
     model.train()
     loss = eval_loss = None
+    epochs_seen: list[dict] = []  # per finished epoch: held-out perplexity and knowledge-probe accuracy
+    snapshots: dict[int, dict] = {}  # LoRA weights of the epochs that may still be kept
     tokens_per_second = 0.0
     seconds_per_step: float | None = None
     for step in range(start_step, total_steps):
@@ -159,6 +169,15 @@ def main(config: TrainerConfig) -> RunResult:
         if done % steps_per_epoch == 0 and eval_rows:
             eval_loss = evaluate_loss(model, eval_rows, pad_id=pad_id, flatten=flatten, device=device, dtype=dtype,
                                       micro_batch=controller.micro_batch)
+            # The run keeps the epoch that generalises and knows the most, not the last (validation.choose_epoch).
+            scores = fidelity.quick_scores(tokenizer, evaluation, candidates[validation.ADAPTER],
+                                           device=device, max_answer_tokens=max_answer_tokens)
+            epochs_seen.append({"epoch": done // steps_per_epoch, **scores})
+            snapshots[done // steps_per_epoch] = lora_snapshot(model)
+            kept = validation.choose_epoch(epochs_seen)
+            snapshots = {epoch: weights for epoch, weights in snapshots.items() if epoch >= kept}
+            log_event("epoch scored", epoch=done // steps_per_epoch, keptEpoch=kept,
+                      perplexity=round(scores["perplexity"], 3), knowledge=scores["knowledge"])
         if done % training.checkpoint_every_steps == 0 and done < total_steps:
             path = checkpoints.save_checkpoint(checkpoint_root, model, optimizer, checkpoints.TrainerState(
                 done, controller.micro_batch, controller.checkpointing, fingerprint))
@@ -170,25 +189,37 @@ def main(config: TrainerConfig) -> RunResult:
         metrics.observe(progress)
         reporter.send({"progress": progress}, force=done == total_steps)
 
-    # --- validate: held-out loss and perplexity, then what the answers sound like ------------------------------
+    # --- validate: the kept epoch against the base model and the base model prompted in context ---------------
+    selected_epoch = validation.choose_epoch(epochs_seen) if epochs_seen else training.epochs
+    if selected_epoch in snapshots:
+        restore_lora(model, snapshots[selected_epoch])
     eval_loss = evaluate_loss(model, eval_rows, pad_id=pad_id, flatten=flatten, device=device, dtype=dtype,
                               micro_batch=controller.micro_batch)
-    samples = held_out[: config.validation.max_samples]
-    answers = validation.generate_answers(model, tokenizer,
-                                          [build_messages(system_prompt, r.question) for r in samples],
-                                          max_new_tokens=config.validation.max_new_tokens, device=device)
-    scores = validation.score_answers(validation.load_embedder(device), [r.question for r in samples], answers,
-                                      [r.answer for r in samples])
-    results = {"evalLoss": round(eval_loss, 4), "perplexity": round(validation.perplexity_from_loss(eval_loss), 4),
-               "coherence": scores["coherence"], "personalityConsistency": scores["personalityConsistency"]}
-    passed, reasons = validation.decide_passed(
-        results, max_perplexity=config.validation.max_perplexity, min_coherence=config.validation.min_coherence,
-        min_consistency=config.validation.min_personality_consistency)
-    log_event("validation", passed=passed, reasons=reasons, samples=scores["samples"], **results)
+    embedder = validation.load_embedder(device)
+    if config.memory.enabled:  # score what will be served: adapter and base with memory; both also without
+        recaller = fidelity.Recaller(train_reflections, embedder, tokenizer, config.memory.settings())
+        candidates = fidelity.with_memory(candidates, recaller)
+    fidelity.make_distractors(tokenizer, evaluation, candidates[validation.BASE], device=device, seed=training.seed)
+    log_event("generic answers sampled", questions=len(evaluation.held_out))
+    kept_scores = next((entry for entry in epochs_seen if entry["epoch"] == selected_epoch), None)
+    unaided = validation.ADAPTER_NO_MEMORY if config.memory.enabled else validation.ADAPTER
+    report = validation.evaluate_candidates(
+        tokenizer, evaluation, candidates, embedder, device=device, max_new_tokens=config.validation.max_new_tokens,
+        max_answer_tokens=max_answer_tokens,
+        known={unaided: {key: kept_scores[key] for key in ("perplexity", "knowledge")}} if kept_scores else None,
+        on_scored=lambda name, seconds: log_event("candidate scored", candidate=name, seconds=round(seconds, 1)))
+    results = build_validation_results(report, eval_loss, selected_epoch, evaluation)
+    results["memory"] = config.memory.enabled
+    if current:
+        results["baselines"][validation.CURRENT]["version"] = current.version
+        model.delete_adapter(validation.CURRENT)  # only the new adapter is saved
+    passed, reasons = validation.decide_passed(validation.gate_inputs(report), config.validation.gate())
+    log_event("validation", passed=passed, reasons=reasons, **{k: v for k, v in results.items() if k != "baselines"})
 
     # --- save: adapter, tokenizer, manifest with every file's sha256 ---------------------------------------
     output = resolve(config.paths.output)
     save_adapter(model, tokenizer, output)
+    write_memory_index(output, kept, embedder)  # every usable reflection: what the chat server recalls
     run_metrics = {**results, "trainLoss": round(loss, 4) if loss is not None else None, "steps": total_steps,
                    "trainExamples": len(train_examples), "heldOutReflections": len(held_out),
                    "filter": filter_report.as_dict()}
@@ -206,6 +237,91 @@ def main(config: TrainerConfig) -> RunResult:
                    "validation": {**results, "passed": passed, "reasons": reasons}}, force=True)
     metrics.close()
     return RunResult(output, manifest_sha256, run_metrics, passed, start_step if state else None)
+
+
+class CurrentAdapter:
+    """The served adapter, loaded beside the new one; entering it makes it the active adapter."""
+
+    def __init__(self, model, version: str):
+        self.model, self.version = model, version
+
+    def __call__(self):
+        return self
+
+    def __enter__(self):
+        self.model.set_adapter("current")
+
+    def __exit__(self, *_):
+        self.model.set_adapter("default")  # peft also makes the active adapter the trainable one again
+        return False
+
+
+def load_current_adapter(model, config: TrainerConfig) -> CurrentAdapter | None:
+    """The adapter being served, verified against its manifest, when it was trained on this base model."""
+    from personalai_trainer.artifacts import ArtifactError, verify_adapter_dir
+
+    if not config.paths.current_adapter:
+        return None
+    path = resolve(config.paths.current_adapter)
+    try:
+        manifest = verify_adapter_dir(path)
+    except (ArtifactError, OSError) as error:
+        log_event("current adapter not compared", reason=type(error).__name__)
+        return None
+    if manifest.get("baseModel") != config.base_model:
+        log_event("current adapter not compared", reason="trained on another base model")
+        return None
+    model.load_adapter(str(path), adapter_name="current", is_trainable=False)
+    model.set_adapter("default")
+    return CurrentAdapter(model, str(manifest.get("adapterVersion")))
+
+
+def write_memory_index(output: Path, reflections, embedder) -> None:
+    """memory.json + memory.f32 beside the adapter (personalai_reflections.memory), before the manifest
+    hashes the folder: the index is personal data, checked and erased with the adapter."""
+    from personalai_reflections import memory
+
+    items = memory.build_items(reflections)
+    vectors = embedder.encode([memory.memory_text(item) for item in items], normalize_embeddings=True,
+                              convert_to_numpy=True)
+    memory.write_index(output, items, vectors.tolist())
+
+
+def lora_snapshot(model) -> dict:
+    """A copy of the trainable (LoRA) weights: megabytes, kept on the host."""
+    return {name: parameter.detach().to("cpu", copy=True)
+            for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
+def restore_lora(model, snapshot: dict) -> None:
+    import torch
+
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name in snapshot:
+                parameter.copy_(snapshot[name].to(parameter.device))
+
+
+def build_validation_results(report: dict, eval_loss: float, selected_epoch: int, evaluation) -> dict:
+    """status.validation: the adapter's metrics (the brief's names first), comparisons, and each baseline's."""
+    from personalai_trainer import validation
+
+    def rounded(metrics: dict) -> dict:
+        return {key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()
+                if value is not None}
+
+    adapter = report["metrics"][validation.ADAPTER]
+    versus = report["versus"]
+    results = {"evalLoss": round(eval_loss, 4), **rounded(adapter),
+               "perplexityGain": versus[validation.BASE]["perplexityGain"],
+               "perplexityGainOverInContext": versus.get(validation.IN_CONTEXT, {}).get("perplexityGain"),
+               "closerThanBase": versus[validation.BASE]["closer"],
+               "closerThanInContext": versus.get(validation.IN_CONTEXT, {}).get("closer"),
+               "heldOutQuestions": len(evaluation.held_out), "knowledgeProbes": len(evaluation.probes),
+               "selectedEpoch": selected_epoch,
+               "baselines": {name: rounded(metrics) for name, metrics in report["metrics"].items()
+                             if name != validation.ADAPTER}}
+    return rounded(results) | {"baselines": results["baselines"]}
 
 
 def seed_everything(seed: int) -> None:

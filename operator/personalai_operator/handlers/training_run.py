@@ -10,11 +10,12 @@ import logging
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from personalai_operator import kube, manifests, metrics, naming
 from personalai_operator.conditions import find_condition, make_condition, set_condition
 from personalai_operator.handlers.common import SETTINGS, InvalidSpec, object_lock, parse_spec
-from personalai_operator.models import GROUP, VERSION, TrainingRunSpec
+from personalai_operator.models import GROUP, VERSION, PersonalAISpec, TrainingRunSpec
 from personalai_operator.run_status import PHASES_DONE, derive_run_status, status_changed, validated_condition
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ def _ensure_children(run: dict[str, Any], spec: TrainingRunSpec) -> dict[str, An
     namespace = run["metadata"]["namespace"]
     personalai = kube.get("PersonalAI", namespace, spec.personal_ai)
     display_name = (personalai or {}).get("spec", {}).get("displayName") or spec.personal_ai
+    current_adapter = (((personalai or {}).get("status") or {}).get("currentAdapter") or {}).get("version")
+    try:
+        memory = manifests.served_memory(PersonalAISpec.model_validate(personalai["spec"]) if personalai else None)
+    except ValidationError:
+        memory = None  # the PersonalAI's own reconcile reports its spec; the trainer's defaults apply
     if SETTINGS.artifacts_volume == "pvc":
         # Owned by the PersonalAI so the server can mount it after the run is gone; a hand-made
         # run without one owns its own.
@@ -76,7 +82,7 @@ def _ensure_children(run: dict[str, Any], spec: TrainingRunSpec) -> dict[str, An
     if SETTINGS.model_cache_claim:
         kube.create_if_absent(manifests.build_model_cache_claim(namespace, SETTINGS))
     job = None
-    for child in manifests.build_run_children(run, spec, display_name, SETTINGS):
+    for child in manifests.build_run_children(run, spec, display_name, SETTINGS, current_adapter, memory):
         obj, created = kube.create_if_absent(child)
         if child["kind"] == "Job":
             job = obj

@@ -100,7 +100,7 @@ def test_out_of_memory_halves_the_micro_batch_and_retries_the_step(tiny_model_di
             fired.append(kwargs["input_ids"].shape[0])
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    injected.get_base_model().register_forward_pre_hook(raise_once_on_big_batches, with_kwargs=True)
+    injected.get_base_model().get_decoder().register_forward_pre_hook(raise_once_on_big_batches, with_kwargs=True)
     pad_id = tokenizer.pad_token_id
     optimizer = torch.optim.AdamW([p for p in injected.parameters() if p.requires_grad], lr=5e-3)
     controller = MicroBatchController(4, 4, checkpointing=False, checkpointing_mode="off")
@@ -125,3 +125,28 @@ def test_flattened_micro_batch_matches_padded_rows(tiny_model_dir, tokenizer, ro
         flat = summed_loss(model, to_tensors(collate_rows(rows[:3], tokenizer.pad_token_id, flatten=True), "cpu"),
                            torch.float32)
     assert padded.item() == pytest.approx(flat.item(), rel=1e-4)
+
+
+def test_answer_only_chunked_loss_matches_full_logits_and_their_gradients(tiny_model_dir, tokenizer, rows, monkeypatch):
+    """Logits only at answer positions, in checkpointed chunks: the same loss and LoRA gradients as
+    the plain full-logits cross-entropy."""
+    import torch.nn.functional as F
+
+    from personalai_trainer import loop
+    from personalai_trainer.examples import IGNORE_INDEX
+
+    monkeypatch.setattr(loop, "LOSS_CHUNK_TOKENS", 7)  # many chunks, a ragged last one
+    batch = loop.to_tensors(collate_rows(rows[:3], tokenizer.pad_token_id), "cpu")
+    model = lora_model(tiny_model_dir)
+    ours = loop.summed_loss(model, batch, torch.float32)
+    ours.backward()
+    ours_grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+    full = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.size(-1)), batch["labels"][:, 1:].reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+    full.backward()
+    assert ours.item() == pytest.approx(full.item(), rel=1e-5)
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            assert torch.allclose(ours_grads[name], parameter.grad, atol=1e-6, rtol=1e-4), name

@@ -52,6 +52,8 @@ def test_trainer_config_paths_follow_the_contract():
                                "output": "/artifacts/v1-3f9a2c1b", "checkpoints": "/artifacts/checkpoints/luke-3f9a2c1b"}
     assert config["reporting"] == {"kubernetes": True, "metricsPort": 9400, "minIntervalSeconds": 5}
     assert config["persona"] == {"displayName": "Luke"}
+    served = manifests.build_trainer_config("luke-3f9a2c1b", "family", _spec(), "Luke", current_adapter="v1-0aa")
+    assert served["paths"]["currentAdapter"] == "/artifacts/v1-0aa"  # scored on the same held-out set
 
 
 def test_config_map_holds_config_json():
@@ -182,3 +184,16 @@ def test_model_cache_claim_is_unowned_and_uses_the_default_class():
 def test_run_children_come_job_last():
     kinds = [child["kind"] for child in manifests.build_run_children(RUN, _spec(), "Luke", SETTINGS)]
     assert kinds == ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Job"]
+
+
+def test_validation_scores_memory_as_the_default_mode_will_serve_it():
+    spec = PersonalAISpec.model_validate({
+        "displayName": "Luke", "reflections": {"secretRef": {"name": "s", "key": "k.jsonl"}},
+        "serving": {"memory": {"maxMemories": 5}, "defaultMode": "brief",
+                    "personalityModes": {"brief": {"systemPrompt": "Be brief.", "memory": {"tokenBudget": 200}}}}})
+    assert manifests.served_memory(spec) == {"enabled": True, "maxMemories": 5, "tokenBudget": 200,
+                                             "minSimilarity": 0.35}
+    config = manifests.build_trainer_config("luke-3f9a2c1b", "family", _spec(), "Luke",
+                                            memory=manifests.served_memory(spec))
+    assert config["memory"]["tokenBudget"] == 200
+    assert "memory" not in manifests.build_trainer_config("luke-3f9a2c1b", "family", _spec(), "Luke")

@@ -11,10 +11,10 @@ pytestmark = pytest.mark.unit
 NOW = "2026-11-25T12:00:00Z"
 
 
-def run(name, version, phase="Succeeded", passed=True, reasons=()):
+def run(name, version, phase="Succeeded", passed=True, reasons=(), **metrics):
     return {"metadata": {"name": name}, "spec": {"adapterVersion": version, "dataVersion": "sha256:d"},
             "status": {"phase": phase, "artifact": {"adapterVersion": version, "location": f"/artifacts/{version}"},
-                       "validation": {"passed": passed, "perplexity": 2.1, "reasons": list(reasons)}}}
+                       "validation": {"passed": passed, "perplexity": 2.1, "reasons": list(reasons), **metrics}}}
 
 
 def test_a_validated_run_becomes_current_and_the_old_one_goes_to_history():
@@ -31,6 +31,34 @@ def test_a_run_that_missed_validation_is_never_promoted_and_says_why():
     result = promote({"currentAdapter": current}, run("luke-b", "v2-b", passed=False, reasons=["perplexity 7.1 > 3.0"]))
     assert result.current == current and not result.promoted
     assert "perplexity 7.1 > 3.0" in result.rejected_reason
+
+
+def test_a_rejected_adapter_stays_in_history_with_its_reasons_and_cannot_be_pinned():
+    status = {"currentAdapter": {"version": "v1-a"}, "adapterHistory": []}
+    result = promote(status, run("luke-b", "v2-b", passed=False, reasons=["coherence 0.2 is under the minimum 0.5"]))
+    assert [(r["version"], r["rejected"]) for r in result.history] == [
+        ("v2-b", "adapter v2-b was not promoted: coherence 0.2 is under the minimum 0.5")]
+    again = promote({**status, "adapterHistory": result.history}, run("luke-b", "v2-b", passed=False))
+    assert again.history == result.history and again.rejected_reason == result.rejected_reason
+    version, error = served_version("v2-b", status["currentAdapter"], result.history)
+    assert version is None and "cannot be served: adapter v2-b was not promoted: coherence" in error
+
+
+def test_an_adapter_worse_than_the_current_one_on_the_same_held_out_set_is_not_promoted():
+    status = {"currentAdapter": {"version": "v1-a"}, "adapterHistory": []}
+    current = {"version": "v1-a", "perplexity": 17.5, "knowledge": 0.5}
+    worse = promote(status, run("luke-b", "v2-b", perplexity=18.25, knowledge=0.6, baselines={"current": current}))
+    assert not worse.promoted and worse.current == {"version": "v1-a"}
+    assert worse.rejected_reason == ("adapter v2-b was not promoted: held-out perplexity 18.250 is worse than "
+                                     "current adapter v1-a's 17.500 on the same held-out set")
+    knows_less = promote(status, run("luke-b", "v2-b", perplexity=17.0, knowledge=0.4, baselines={"current": current}))
+    assert "knowledge-probe accuracy 0.400 is worse than current adapter v1-a's 0.500" in knows_less.rejected_reason
+    better = promote(status, run("luke-b", "v2-b", perplexity=17.0, knowledge=0.5, baselines={"current": current}))
+    assert better.promoted and better.current["version"] == "v2-b"
+    # Scored against an adapter that is no longer current: nothing like for like, the gate decides.
+    stale = promote({"currentAdapter": {"version": "v3-c"}}, run("luke-b", "v2-b", perplexity=99.0,
+                                                                 baselines={"current": current}))
+    assert stale.promoted
 
 
 def test_a_succeeded_run_without_validation_yet_waits_rather_than_fails():

@@ -42,6 +42,28 @@ def test_server_config_without_modes_keeps_the_servers_defaults():
     assert parsed.conversation.personality_modes  # the server's built-in modes
 
 
+def test_memory_settings_and_mode_overrides_reach_the_server_config():
+    from personalai_reflections.memory import MemorySettings
+    from personalai_server.config import ServerConfig, memory_settings
+
+    parsed = ServerConfig.model_validate(serving.build_server_config(PAI, spec(
+        memory={"maxMemories": 5, "minSimilarity": 0.5},
+        personalityModes={"wise": {"systemPrompt": "You are {displayName}.", "memory": {"tokenBudget": 200}},
+                          "playful": {"systemPrompt": "Hi.", "memory": {"enabled": False}}}), SETTINGS, "v1"))
+    conversation = parsed.conversation
+    assert memory_settings(conversation, conversation.personality_modes["wise"]) == MemorySettings(
+        enabled=True, max_memories=5, token_budget=200, min_similarity=0.5)
+    assert not memory_settings(conversation, conversation.personality_modes["playful"]).enabled
+    defaults = ServerConfig.model_validate(serving.build_server_config(PAI, spec(), SETTINGS, "v1")).conversation
+    assert memory_settings(defaults, defaults.personality_modes[defaults.default_mode]) == MemorySettings()
+
+
+@pytest.mark.parametrize("memory", [{"maxMemories": 21}, {"tokenBudget": -1}, {"minSimilarity": 1.1}])
+def test_memory_bounds_are_part_of_the_spec(memory):
+    with pytest.raises(ValueError):
+        spec(memory=memory)
+
+
 def test_every_serving_pod_holds_one_model_slot_on_an_rtx_5090_node():
     config = serving.build_server_config(PAI, spec(), SETTINGS, "v1")
     deployment = serving.build_server_deployment(PAI, SETTINGS, config)

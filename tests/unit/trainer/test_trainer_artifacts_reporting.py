@@ -10,7 +10,7 @@ import pytest
 from personalai_trainer.artifacts import ArtifactError, sha256_file, verify_adapter_dir, write_manifest
 from personalai_trainer.reporting import (JsonFormatter, RateLimiter, build_progress, format_eta, in_cluster_host,
                                           status_url)
-from personalai_trainer.validation import coherence_score, decide_passed, perplexity_from_loss, repetition_ratio
+from personalai_trainer.validation import coherence_score, repetition_ratio
 
 pytestmark = pytest.mark.unit
 
@@ -107,19 +107,6 @@ def test_repetition_and_coherence():
     assert coherence_score(0.2, 0.4, 0.0, 10) == 0.5
     assert coherence_score(0.4, 0.4, 0.5, 10) == 0.5
     assert coherence_score(0.9, 0.4, 0.0, 0) == 0.0  # empty answer
-
-
-def test_passed_only_when_every_threshold_is_met():
-    thresholds = {"max_perplexity": 3.0, "min_coherence": 0.85, "min_consistency": 0.9}
-    assert decide_passed({"perplexity": 2.5, "coherence": 0.9, "personalityConsistency": 0.95}, **thresholds) == \
-        (True, [])
-    passed, reasons = decide_passed({"perplexity": 4.0, "coherence": 0.5, "personalityConsistency": 0.95},
-                                    **thresholds)
-    assert not passed and reasons == ["perplexity 4.000 is over the maximum 3.0",
-                                      "coherence 0.500 is under the minimum 0.85"]
-    assert decide_passed({"perplexity": math.inf, "coherence": 1, "personalityConsistency": 1},
-                         **thresholds)[1] == ["perplexity could not be measured"]
-    assert perplexity_from_loss(math.log(2.5)) == pytest.approx(2.5)
 
 
 def test_prometheus_metrics_are_served_on_the_port():

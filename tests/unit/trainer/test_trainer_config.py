@@ -26,8 +26,10 @@ def test_the_documented_example_parses_with_its_defaults():
     config = parse_config(minimal(batchSize=4, gradientAccumulationSteps=2, quantization="none"))
     assert config.run.personal_ai == "luke"
     assert config.training.rows_per_step == 8
-    assert (config.validation.max_perplexity, config.validation.min_coherence,
-            config.validation.min_personality_consistency) == (3.0, 0.85, 0.9)
+    gate = config.validation.gate()
+    assert (gate.min_perplexity_gain, gate.min_perplexity_gain_over_in_context, gate.max_perplexity,
+            gate.min_coherence, gate.min_personality_consistency, gate.min_closer_than_base) == (0.2, 0.0, None, 0.4,
+                                                                                               0.25, None)
     assert config.base_model == "mistralai/Mistral-7B-Instruct-v0.3"
     assert parse_config(minimal()).training.rows_per_step == 4  # "auto": the default step of 4 rows
     assert config.model_dump(by_alias=True)["training"]["gradientCheckpointing"] == "auto"

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..adapters import verify_adapter
 from ..config import ServerConfig
 from .base import AdapterError, Engine, EngineError, GenerationParams, GenerationStats, Message
+from .detokenize import IncrementalDetokenizer
 from .tokenizers import ChatTokenizer, resolve_base_model
 
 log = logging.getLogger(__name__)
@@ -190,8 +191,9 @@ class LocalEngine(Engine):
 
     async def stream_ids(
         self, prompt_ids: list[int], params: GenerationParams, stats: GenerationStats
-    ) -> AsyncIterator[tuple[int, str]]:
-        """(token id, new text) for every generated token; the text may be "" mid-character."""
+    ) -> AsyncIterator[tuple[int | None, str]]:
+        """(token id, new text) for every generated token; the text is "" while a character is
+        incomplete. Text still held back when generation ends comes last, as (None, text)."""
         adapter = self.pick_adapter(params)
         if adapter is not None:
             await self.ensure_adapter(adapter)
@@ -225,7 +227,8 @@ class LocalEngine(Engine):
                 item = await queue.get()
                 if item is _END:
                     break
-                stats.mark_token()
+                if item[0] is not None:  # the held-back tail is no token of its own
+                    stats.mark_token()
                 yield item
             if future.exception() is not None:
                 raise EngineError(f"generation failed: {type(future.exception()).__name__}")
@@ -245,8 +248,8 @@ class LocalEngine(Engine):
         else:
             generator.seed()
         eos_ids = self.tokenizer.eos_ids
-        generated: list[int] = []
-        sent = ""
+        # A byte-level token can end mid-character; the detokenizer holds text until it completes.
+        detokenizer = IncrementalDetokenizer(self.tokenizer.decode)
         cache = DynamicCache()
         ids = torch.tensor([prompt_ids], device=device)
         with torch.inference_mode():
@@ -256,21 +259,22 @@ class LocalEngine(Engine):
                 logits = self.model(input_ids=ids, past_key_values=cache, use_cache=True).logits[0, -1].float().cpu()
                 token = sample_token(logits, params.temperature, params.top_p, generator)
                 if token in eos_ids:
-                    return "eos_token"
-                generated.append(token)
-                text = self.tokenizer.decode(generated)
-                # A byte-level token can end mid-character; hold the text until the character completes.
-                if text.endswith("\ufffd"):
-                    emit((token, ""))
-                else:
-                    emit((token, text[len(sent):]))
-                    sent = text
+                    return emit_tail(detokenizer, emit, "eos_token")
+                emit((token, detokenizer.push(token)))
                 ids = torch.tensor([[token]], device=device)
-        return "length"
+        return emit_tail(detokenizer, emit, "length")
 
     async def close(self) -> None:
         await super().close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def emit_tail(detokenizer: IncrementalDetokenizer, emit, finish_reason: str) -> str:
+    """Send what the detokenizer still holds (the reply ended mid-character); returns finish_reason."""
+    tail = detokenizer.flush()
+    if tail:
+        emit((None, tail))
+    return finish_reason
 
 
 def sample_token(logits, temperature: float, top_p: float, generator) -> int:

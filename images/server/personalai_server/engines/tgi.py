@@ -20,6 +20,7 @@ from text_generation.types import Parameters, Request, StreamResponse
 
 from ..config import ServerConfig
 from .base import EngineError, GenerationParams, GenerationStats, Message
+from .detokenize import TextPieceJoiner
 from .remote import RemoteEngine
 
 
@@ -69,6 +70,8 @@ class TGIEngine(RemoteEngine):
         stats.adapter_version = adapter
         stats.prompt_tokens = self.count_tokens(messages)
         sampling = params.temperature > 0
+        # TGI sends whole characters per token (it holds back a partial one as ""); joined safely anyway.
+        pieces = TextPieceJoiner()
         try:
             async for event in self.client.generate_stream_with_adapter(
                 prompt,
@@ -84,8 +87,10 @@ class TGIEngine(RemoteEngine):
                 if event.token.special:
                     continue
                 stats.mark_token()
-                if event.token.text:
-                    yield event.token.text
+                if text := pieces.push(event.token.text):
+                    yield text
+            if tail := pieces.flush():
+                yield tail
         except EngineError:
             raise
         except Exception as error:

@@ -16,6 +16,7 @@ import httpx
 
 from ..config import ServerConfig
 from .base import AdapterError, EngineError, GenerationParams, GenerationStats, Message
+from .detokenize import TextPieceJoiner
 from .remote import RemoteEngine
 
 
@@ -57,6 +58,8 @@ class VLLMEngine(RemoteEngine):
         }
         if params.seed is not None:
             body["seed"] = params.seed
+        # vLLM holds a partial character back itself; another OpenAI-style server may cut a surrogate pair.
+        pieces = TextPieceJoiner()
         try:
             async with self.client.stream("POST", "/v1/chat/completions", json=body) as response:
                 if response.status_code != 200:
@@ -71,10 +74,13 @@ class VLLMEngine(RemoteEngine):
                     for choice in chunk.get("choices", []):
                         if choice.get("finish_reason"):
                             stats.finish_reason = choice["finish_reason"]
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
+                        delta = (choice.get("delta") or {}).get("content")
+                        if delta:
                             stats.mark_token()
-                            yield text
+                            if text := pieces.push(delta):
+                                yield text
+            if tail := pieces.flush():
+                yield tail
         except EngineError:
             raise
         except (httpx.HTTPError, json.JSONDecodeError) as error:

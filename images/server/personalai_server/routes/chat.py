@@ -36,7 +36,7 @@ router = APIRouter(prefix="/api/ai-echo", tags=["chat"], responses=ERRORS)
 
 @router.post("/chat", response_model=ChatResponse)
 async def chat(body: ChatRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)) -> ChatResponse:
-    turn = service.prepare_turn(principal, body.message, body.session_id)
+    turn = await service.prepare_turn(principal, body.message, body.session_id)
     try:
         reply = await service.complete(turn)
     finally:
@@ -63,7 +63,7 @@ async def turn_events(service: ChatService, turn: Turn):
     responses={200: {"content": {SSE_MEDIA_TYPE: {}}, "description": "Server-Sent Events: chunk events, then complete"}},
 )
 async def stream(body: ChatRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)):
-    turn = service.prepare_turn(principal, body.message, body.session_id)
+    turn = await service.prepare_turn(principal, body.message, body.session_id)
     events = turn_events(service, turn)
 
     async def body_lines():
@@ -112,7 +112,7 @@ async def answer_websocket_message(websocket: WebSocket, service: ChatService, p
     try:
         service.count_request(principal)
         request = ChatRequest.model_validate_json(incoming)
-        turn = service.prepare_turn(principal, request.message, request.session_id)
+        turn = await service.prepare_turn(principal, request.message, request.session_id)
     except ValidationError as error:
         first = error.errors()[0]
         field = field_path(first["loc"])

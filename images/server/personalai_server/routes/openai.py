@@ -4,7 +4,8 @@
 Stateless: the caller sends the whole conversation. `model` picks what answers, as in vLLM: the
 PersonalAI's name (or omitted) is the active adapter, an adapter version that is loaded is that
 adapter, the base model's name is the base model alone. Without a system message, the default
-personality mode's prompt is used.
+personality mode's prompt is used, with the adapter's memories closest to the last user message
+(a caller's own system message is left as sent; the base model has no memory).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from ..auth import Principal
+from ..config import memory_settings
 from ..dependencies import authorize, get_service
 from ..engines import GenerationParams, GenerationStats
 from ..engines.base import BASE_MODEL
 from ..errors import APIError
-from ..prompts import build_system_prompt, trim_to_context
+from ..prompts import PromptTooLongError, build_system_prompt, trim_to_context
 from ..schemas import ErrorResponse
 from ..service import ChatService
 from ..sse import SSE_HEADERS, SSE_MEDIA_TYPE, format_done, format_event
@@ -144,25 +146,33 @@ def pick_adapter(service: ChatService, model: str | None) -> str | None:
     raise APIError(404, "model_not_found", "model is not served here; see /v1/models", "model")
 
 
-def build_openai_messages(service: ChatService, request: CompletionRequest, reserve: int) -> list[dict[str, str]]:
+async def build_openai_messages(service: ChatService, request: CompletionRequest, params: GenerationParams) -> list[dict[str, str]]:
     messages = []
     for index, message in enumerate(request.messages):
         service.check_message(message.text(), f"messages[{index}].content")
         messages.append({"role": message.role, "content": message.text()})
-    system = None
-    if messages[0]["role"] == "system":
-        system = messages.pop(0)
-    else:
-        conversation = service.config.conversation
-        mode = conversation.personality_modes[conversation.default_mode]
-        system = {"role": "system", "content": build_system_prompt(mode, service.config.persona.display_name, False, conversation)}
+    caller_system = messages.pop(0) if messages[0]["role"] == "system" else None
     if not messages or messages[-1]["role"] != "user":
         raise APIError(422, "invalid_field", "messages must end with a user message", "messages")
+    history, new_turn = messages[:-1], messages[-1]
+    if caller_system is not None:
+        return fit_openai(service, caller_system["content"], history, new_turn, params.max_tokens)
+    conversation = service.config.conversation
+    mode = conversation.personality_modes[conversation.default_mode]
+    system_prompt = build_system_prompt(mode, service.config.persona.display_name, False, conversation)
+    messages, _recall = await service.grounded_messages(
+        service.engine.pick_adapter(params), system_prompt, memory_settings(conversation, mode), history,
+        new_turn["content"], lambda prompt: fit_openai(service, prompt, history, new_turn, params.max_tokens),
+    )
+    return messages
+
+
+def fit_openai(service: ChatService, system_prompt: str, history: list, new_turn: dict, reserve: int) -> list[dict[str, str]]:
     engine = service.engine
     try:
-        return trim_to_context(system, messages[:-1], messages[-1], engine.count_tokens, engine.context_length,
-                               min(reserve, engine.context_length // 2))
-    except ValueError:
+        return trim_to_context({"role": "system", "content": system_prompt}, history, new_turn, engine.count_tokens,
+                               engine.context_length, min(reserve, engine.context_length // 2))
+    except PromptTooLongError:
         raise APIError(413, "message_too_long", "the last message does not fit the model's context", "messages") from None
 
 
@@ -195,7 +205,7 @@ async def chat_completions(
 ):
     service.require_ready()
     params = completion_params(service, request)
-    messages = build_openai_messages(service, request, params.max_tokens)
+    messages = await build_openai_messages(service, request, params)
     stats = GenerationStats()
     release = service.take_stream_slot(principal)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"

@@ -101,14 +101,20 @@ async def token_events(service, engine, request: TGIRequest, params: GenerationP
     prompt_ids = engine.tokenizer.encode_prompt(request.inputs)
     pending: dict[str, Any] | None = None
     pieces: list[str] = []
+    index = 0
     try:
         async with contextlib.aclosing(engine.stream_ids(prompt_ids, params, stats)) as tokens:
-            async for index, (token_id, text) in _enumerate(tokens):
+            async for token_id, text in tokens:
+                pieces.append(text)
+                if token_id is None:
+                    # Text the engine held back to the end (cut mid-character) rides on the last token.
+                    pending["token"]["text"] += text
+                    continue
                 if pending is not None:
                     yield pending
-                pieces.append(text)
                 pending = {"index": index, "token": {"id": token_id, "text": text, "logprob": None, "special": False},
                            "generated_text": None, "details": None}
+                index += 1
     except AdapterError as error:
         raise APIError(422, "adapter_not_found", str(error), "parameters.adapter_id") from None
     finally:
@@ -123,13 +129,6 @@ async def token_events(service, engine, request: TGIRequest, params: GenerationP
     pending["details"] = {"finish_reason": finish, "generated_tokens": stats.completion_tokens, "seed": params.seed}
     service.observe(stats)
     yield pending
-
-
-async def _enumerate(iterator):
-    index = 0
-    async for item in iterator:
-        yield index, item
-        index += 1
 
 
 @router.post("/generate", response_model=TGIResponse)

@@ -174,9 +174,11 @@ def main(config: TrainerConfig) -> RunResult:
                                            device=device, max_answer_tokens=max_answer_tokens)
             epochs_seen.append({"epoch": done // steps_per_epoch, **scores})
             snapshots[done // steps_per_epoch] = lora_snapshot(model)
-            kept = validation.choose_epoch(epochs_seen)
-            snapshots = {epoch: weights for epoch, weights in snapshots.items() if epoch >= kept}
-            log_event("epoch scored", epoch=done // steps_per_epoch, keptEpoch=kept,
+            kept_epoch = validation.choose_epoch(epochs_seen)
+            # An epoch out of tolerance of the best perplexity can never be kept again: drop its weights.
+            eligible = validation.eligible_epochs(epochs_seen)
+            snapshots = {epoch: weights for epoch, weights in snapshots.items() if epoch in eligible}
+            log_event("epoch scored", epoch=done // steps_per_epoch, keptEpoch=kept_epoch,
                       perplexity=round(scores["perplexity"], 3), knowledge=scores["knowledge"])
         if done % training.checkpoint_every_steps == 0 and done < total_steps:
             path = checkpoints.save_checkpoint(checkpoint_root, model, optimizer, checkpoints.TrainerState(

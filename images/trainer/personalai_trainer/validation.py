@@ -192,6 +192,12 @@ def choose_epoch(history: list[dict]) -> int:
     memorisation. So: among the epochs whose held-out perplexity is within PERPLEXITY_TOLERANCE of
     the best, the one that answers the most knowledge probes (the earlier one on a tie).
     """
-    best = min(entry["perplexity"] for entry in history)
-    eligible = [entry for entry in history if entry["perplexity"] <= best * (1 + PERPLEXITY_TOLERANCE)]
+    eligible = [entry for entry in history if entry["epoch"] in eligible_epochs(history)]
     return max(eligible, key=lambda entry: (entry.get("knowledge") or 0.0, -entry["epoch"]))["epoch"]
+
+
+def eligible_epochs(history: list[dict]) -> set[int]:
+    """Epochs within PERPLEXITY_TOLERANCE of the best held-out perplexity (the best only improves, so an
+    epoch that drops out never comes back)."""
+    best = min(entry["perplexity"] for entry in history)
+    return {entry["epoch"] for entry in history if entry["perplexity"] <= best * (1 + PERPLEXITY_TOLERANCE)}

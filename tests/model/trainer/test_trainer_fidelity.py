@@ -19,8 +19,8 @@ from devcluster.controlplane import REPO_ROOT
 
 pytestmark = pytest.mark.model
 EXAMPLE = REPO_ROOT / "examples" / "reflections" / "luke.jsonl"
-# The demo's CPU budget: one pass over 108 answers (about 3 minutes on 2 cores).
-TRAINING = {"epochs": 1, "batchSize": 4, "maxSeqLength": 512, "quantization": "none", "learningRate": 1e-3,
+# Two passes over 108 answers (about 3 minutes each on 2 cores); the run keeps the better epoch.
+TRAINING = {"epochs": 2, "batchSize": 4, "maxSeqLength": 512, "quantization": "none", "learningRate": 1e-3,
             "warmupSteps": 3, "augmentPhrasings": 0, "checkpointEverySteps": 100}
 
 
@@ -62,7 +62,7 @@ def test_a_real_fine_tune_passes_the_default_gate_with_a_held_out_perplexity_gai
     assert metrics["memory"] is True and metrics["perplexityGain"] >= 0.2
     assert metrics["perplexity"] < baselines["inContext"]["perplexity"]
     assert metrics["heldOutQuestions"] == 12 and metrics["knowledgeProbes"] == 32
-    assert metrics["selectedEpoch"] == 1
+    assert metrics["selectedEpoch"] in (1, 2)
     assert metrics["attribution"] > baselines["base"]["attribution"] == 0.0
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from personalai_reflections import Reflection
 from personalai_trainer.probes import CHOICES, build_probes, find_facts
-from personalai_trainer.validation import (Gate, choose_epoch, closer_fraction, compare, decide_passed, gate_inputs,
+from personalai_trainer.validation import (Gate, choose_epoch, eligible_epochs, closer_fraction, compare, decide_passed, gate_inputs,
                                            perplexity_from_loss)
 
 pytestmark = pytest.mark.unit
@@ -67,6 +67,11 @@ def test_the_run_keeps_the_epoch_that_generalises_and_knows_most():
     assert choose_epoch([{"epoch": 1, "perplexity": 20.0, "knowledge": 0.5},
                          {"epoch": 2, "perplexity": 20.0, "knowledge": 0.5}]) == 1  # a tie keeps the earlier
     assert choose_epoch([{"epoch": 1, "perplexity": 20.0, "knowledge": None}]) == 1
+    # An epoch passed over can be kept later, when the one kept falls out of tolerance of a new best.
+    history = [{"epoch": 1, "perplexity": 20.0, "knowledge": 0.3}, {"epoch": 2, "perplexity": 21.5, "knowledge": 0.5}]
+    assert choose_epoch(history) == 2 and eligible_epochs(history) == {1, 2}
+    history.append({"epoch": 3, "perplexity": 19.5, "knowledge": 0.2})
+    assert eligible_epochs(history) == {1, 3} and choose_epoch(history) == 1
 
 
 def reflection(question: str, answer: str) -> Reflection:

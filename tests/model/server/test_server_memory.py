@@ -54,7 +54,7 @@ class RecordingEngine(LocalEngine):
 
 @pytest.fixture(scope="module")
 def embedder():
-    from personalai_server.memory import load_embedder
+    from personalai_reflections.memory import load_embedder
 
     return load_embedder()
 

@@ -88,7 +88,7 @@ def test_the_default_gate_rejects_the_untouched_base_model_and_a_random_model(tu
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from personalai_reflections import parse_reflections
+    from personalai_reflections import memory, parse_reflections
     from personalai_trainer import fidelity, validation
     from personalai_trainer.config import ValidationConfig
     from personalai_trainer.examples import build_system_prompt, split_train_validation
@@ -106,7 +106,7 @@ def test_the_default_gate_rejects_the_untouched_base_model_and_a_random_model(tu
     random_model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(small_model_dir))
     base = fidelity.Candidate(validation.BASE, base_model)
     fidelity.make_distractors(tokenizer, evaluation, base, device="cpu", seed=42)
-    embedder = validation.load_embedder()
+    embedder = memory.load_embedder()
 
     verdicts = {}
     for name, model in (("base", base_model), ("random", random_model)):
@@ -136,7 +136,7 @@ def test_a_question_about_something_never_written_gets_no_memories_and_no_invent
 
     reflections = parse_reflections(EXAMPLE.read_bytes(), EXAMPLE.name)
     tokenizer = AutoTokenizer.from_pretrained(small_model_dir)
-    recaller = fidelity.Recaller(reflections, validation.load_embedder(), tokenizer, memory.MemorySettings())
+    recaller = fidelity.Recaller(reflections, memory.load_embedder(), tokenizer, memory.MemorySettings())
     system = build_system_prompt("Luke")
     unrelated = "What was it like to study quantum chemistry in Tokyo?"
     assert recaller.recall(unrelated).items == ()

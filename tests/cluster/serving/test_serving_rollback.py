@@ -50,9 +50,16 @@ def test_validated_runs_serve_failed_ones_never_and_pinning_rolls_back(cluster, 
     assert trained["status"] == "False" and v3 in trained["message"] and "perplexity" in trained["message"]
     status = personalai(cluster, srv_ns, NAME)["status"]
     assert status["currentAdapter"]["version"] == v2
-    assert v3 not in [r["version"] for r in status["adapterHistory"]]
+    rejected = {r["version"]: r.get("rejected") for r in status["adapterHistory"]}
+    assert rejected[v1] is None and "perplexity" in rejected[v3]  # kept with its reasons, never served
     assert server_config(cluster, srv_ns, NAME)["adapter"]["version"] == v2
     assert condition(personalai(cluster, srv_ns, NAME), "Serving")["status"] == "True"
+
+    # A pin to the rejected adapter is refused with the reason it was rejected.
+    _set_spec(cluster, srv_ns, {"serving": {"adapterVersion": v3}})
+    serving = wait_for(lambda: (lambda c: c if c.get("reason") == "UnknownAdapterVersion" else None)(
+        condition(personalai(cluster, srv_ns, NAME), "Serving")), timeout=30, message="the rejected pin refused")
+    assert f"{v3} cannot be served" in serving["message"]
 
     # A pin to a version this PersonalAI never trained is refused by name.
     _set_spec(cluster, srv_ns, {"serving": {"adapterVersion": "v9-nosuchone"}})

@@ -275,8 +275,11 @@ VALIDATION_ROWS = [  # (label, field, format)
 ]
 
 
-def validation_table(validation: dict) -> str:
-    """The metrics of the tuned adapter and of each baseline, and the gate's verdict, as text."""
+def validation_table(validation: dict, min_gain: float) -> str:
+    """The metrics of the tuned adapter and of each baseline, and the gate's verdicts, as text.
+
+    `min_gain` is the PersonalAI's spec.validation.minPerplexityGain (the CRD's default unless set).
+    """
     baselines = validation.get("baselines") or {}
     served = "tuned+memory" if validation.get("memory") else "tuned"
     names = [("baseWithoutMemory", "base"), ("base", "base+memory" if validation.get("memory") else "base"),
@@ -293,9 +296,16 @@ def validation_table(validation: dict) -> str:
                  f"base model's {share('closerThanBase')}, than in-context {share('closerThanInContext')}")
     lines.append(f"  epoch kept {validation.get('selectedEpoch', '-')}; {validation.get('heldOutQuestions', '?')} "
                  f"held-out questions, {validation.get('knowledgeProbes', '?')} knowledge probes")
-    verdict = "passed the default gate" if validation.get("passed") else "did not pass: " + "; ".join(
+    verdict = "passed the gate" if validation.get("passed") else "did not pass: " + "; ".join(
         validation.get("reasons") or [])
-    lines.append(f"  verdict: {verdict}")
+    lines.append(f"  verdict for {served}: {verdict}")
+    lines.append(f"  verdict for the untouched base model: did not pass (its perplexity gain over itself is 0, "
+                 f"under the minimum {min_gain})")
+    plain, remembered = baselines.get("baseWithoutMemory"), baselines.get("base")
+    if validation.get("memory") and plain and remembered and plain.get("perplexity") and remembered.get("perplexity"):
+        gain = 1 - remembered["perplexity"] / plain["perplexity"]
+        lines.append(f"  (memory alone, without tuning, lowers the base model's perplexity by {gain:.2f}"
+                     f"{': not enough either' if gain < min_gain else ''})")
     return "\n".join(lines)
 
 
@@ -310,7 +320,8 @@ def run_demo() -> int:
         say(f"training failed: {condition(run, 'Failed').get('message', 'see kubectl describe trainingrun')}")
         return 1
     say("validation of the adapter against its baselines, on held-out reflections it never saw")
-    print(validation_table(run["status"]["validation"]), flush=True)
+    pai = get(plane, "personalais.personalai.dev", PERSON, "-n", NAMESPACE)
+    print(validation_table(run["status"]["validation"], pai["spec"]["validation"]["minPerplexityGain"]), flush=True)
     if not run["status"]["validation"].get("passed"):
         say("the adapter did not pass the default gate, so it is not served")
         return 1

@@ -79,9 +79,21 @@ def _sentence_start(text: str, offset: int) -> bool:
     return not before or before[-1] in ".!?:;\n"
 
 
+def ordinary_words(reflections: list[Reflection]) -> frozenset[str]:
+    """The lower-case words the person writes: capitalised, they are not names (see find_facts)."""
+    return frozenset(word for reflection in reflections for word in _LOWER_WORD.findall(reflection.answer))
+
+
+def proper_names(reflections: list[Reflection]) -> set[str]:
+    """The people and places the person names in their answers."""
+    ordinary = ordinary_words(reflections)
+    return {fact for reflection in reflections for kind, fact, _ in find_facts(reflection.answer, ordinary)
+            if kind in ("person", "place")}
+
+
 def build_probes(reflections: list[Reflection], *, limit: int, seed: int) -> list[Probe]:
     """Up to `limit` probes, at most one per reflection, each with distractors from other answers."""
-    ordinary = frozenset(word for reflection in reflections for word in _LOWER_WORD.findall(reflection.answer))
+    ordinary = ordinary_words(reflections)
     per_reflection = [(reflection, find_facts(reflection.answer, ordinary)) for reflection in reflections]
     pool: dict[str, set[str]] = {"person": set(), "place": set(), "year": set(), "number": set()}
     for _, facts in per_reflection:

@@ -136,7 +136,7 @@ def test_a_question_about_something_never_written_gets_no_memories_and_no_invent
     from personalai_reflections import memory, parse_reflections
     from personalai_trainer import fidelity, validation
     from personalai_trainer.examples import build_system_prompt
-    from personalai_trainer.probes import find_facts
+    from personalai_trainer.probes import proper_names
 
     reflections = parse_reflections(EXAMPLE.read_bytes(), EXAMPLE.name)
     tokenizer = AutoTokenizer.from_pretrained(small_model_dir)
@@ -146,8 +146,8 @@ def test_a_question_about_something_never_written_gets_no_memories_and_no_invent
     assert recaller.recall(unrelated).items == ()
     prompt = recaller.system_prompt(system, unrelated)
     assert prompt.endswith(memory.NO_MEMORY_NOTE)
-    names = {fact for reflection in reflections for kind, fact, _ in find_facts(reflection.answer)
-             if kind in ("person", "place")} - {"Luke"}
+    names = proper_names(reflections) - {"Luke"}
+    assert {"Maggie", "Sweet Home", "Lebanon"} <= names
     assert not any(name in prompt for name in names)
     related = recaller.recall("What was your wife's name?")
     assert related.items and any("Maggie" in item.answer for item in related.items)

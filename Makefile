@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv binaries browser cluster-up cluster-down cluster-status lint clean
+.PHONY: demo test unit lint venv binaries browser cluster-up cluster-down cluster-status clean
 
 venv: $(VENV)/.installed
 
@@ -41,8 +41,18 @@ browser:
 	  { echo ">> installing chromium (chat page test)"; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; } || \
 	  echo ">> chromium not available: the chat page test will be skipped"
 
-test: binaries browser
+# Lint first: a style or type error fails in seconds, before any cluster is built.
+test: lint binaries browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast loop: pure tests only, no Kubernetes binaries, no model.
+unit: venv
+	$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy -p personalai_operator -p personalai_reflections
+	$(VENV)/bin/lint-imports
 
 demo: binaries
 	$(PY) -m devcluster demo

@@ -178,8 +178,8 @@ def report(on: list[float], off: list[float], embed: list[float], goal_ms: float
 
 
 async def main_async(args) -> int:
-    from personalai_server.auth import Principal
     from personalai_reflections.memory import load_embedder
+    from personalai_server.auth import Principal
 
     rng = random.Random(7)
     with tempfile.TemporaryDirectory(prefix="memory-bench-") as temporary:

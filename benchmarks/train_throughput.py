@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from personalai_trainer.batching import MicroBatchController, ModelShape, plan_micro_batch
-from personalai_trainer.config import LoraConfig, probe_machine, choose_attention
+from personalai_trainer.config import LoraConfig, choose_attention, probe_machine
 from personalai_trainer.examples import IGNORE_INDEX, TokenizedExample
 from personalai_trainer.loop import train_step
 from personalai_trainer.modeling import apply_lora, load_base_model
@@ -163,7 +163,7 @@ def run_baseline(model_dir: Path, examples, args, device: str, dtype: torch.dtyp
     result = {"tokensPerSecond": tokens / seconds, "stepSeconds": seconds / args.steps,
               "peakVramMiB": torch.cuda.max_memory_allocated() // 2**20 if device == "cuda" else None,
               "gradientCheckpointing": True, "microBatch": BATCH}
-    del model, optimizer
+    model = optimizer = None  # drop the closure's references so release() frees the GPU
     release(device)
     return result
 
@@ -197,7 +197,7 @@ def run_ours(model_dir: Path, examples, args, device: str, dtype: torch.dtype, a
               "peakVramMiB": torch.cuda.max_memory_allocated() // 2**20 if device == "cuda" else None,
               "gradientCheckpointing": controller.checkpointing, "microBatch": controller.micro_batch,
               "attention": attention, "packedRows": len(rows)}
-    del model, optimizer
+    model = optimizer = None  # drop the closure's references so release() frees the GPU
     release(device)
     return result
 

@@ -106,7 +106,7 @@ class ControlPlane:
             return response.read().decode()
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def up(self, gpu_nodes: int = 2, cpu_nodes: int = 1, timeout: float = 180) -> "ControlPlane":
+    def up(self, gpu_nodes: int = 2, cpu_nodes: int = 1, timeout: float = 180) -> ControlPlane:
         """Start the plane (or reuse a healthy one) with the default simulated nodes."""
         if self.healthy():
             log(f"control plane already up: {self.server} (kubeconfig {self.kubeconfig})")
@@ -159,7 +159,7 @@ class ControlPlane:
             try:
                 pid = int(pid_file.read_text())
                 os.killpg(pid, signal.SIGTERM)
-                wait_for(lambda: not _alive(pid), timeout=15, interval=0.2, message=f"{component} to stop")
+                wait_for(lambda pid=pid: not _alive(pid), timeout=15, interval=0.2, message=f"{component} to stop")
             except (OSError, ValueError):
                 pass
             except TimeoutError:
@@ -278,7 +278,7 @@ class ControlPlane:
         return self._tool("helm", args, input, check, timeout)
 
     def api_client(self):
-        from kubernetes import client, config
+        from kubernetes import config
 
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 

@@ -21,12 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # kopf logs every timer tick at INFO; keep its warnings and errors
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
+    import os
+
     import kopf
 
     import personalai_operator.handlers  # noqa: F401  (registers the handlers)
     from personalai_operator.handlers.common import SETTINGS
-
-    import os
 
     # The dev node agent gives each pod its own loopback address to bind; a real pod binds all.
     host = os.environ.get("PERSONALAI_LISTEN_HOST", "0.0.0.0")

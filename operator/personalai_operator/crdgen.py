@@ -20,7 +20,13 @@ import yaml
 from pydantic import BaseModel
 
 from personalai_operator.models import (
-    GROUP, MAX_PERSONALAI_NAME, VERSION, PersonalAISpec, PersonalAIStatus, TrainingRunSpec, TrainingRunStatus,
+    GROUP,
+    MAX_PERSONALAI_NAME,
+    VERSION,
+    PersonalAISpec,
+    PersonalAIStatus,
+    TrainingRunSpec,
+    TrainingRunStatus,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from personalai_reflections import ReflectionsError, assess_readiness, parse_reflections
-
 from personalai_operator import naming
 from personalai_operator.conditions import make_condition, set_condition
+from personalai_reflections import ReflectionsError, assess_readiness, parse_reflections
 
 MAX_ERROR_CHARS = 300
 

@@ -61,7 +61,7 @@ class OperatorSettings(BaseModel):
         return value
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "OperatorSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
         """Settings from PERSONALAI_* variables; unknown variables are ignored."""
         environ = os.environ if environ is None else environ
         values = {key[len(ENV_PREFIX):]: value for key, value in environ.items() if key.startswith(ENV_PREFIX)}

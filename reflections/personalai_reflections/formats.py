@@ -197,13 +197,15 @@ def parse_markdown(text: str) -> list[Reflection]:
             title = heading.group(2).strip()
             title_label = _LABEL.match(title)
             if title_label and _canonical_field(title_label.group(1)) == "category":
-                finish(); entry = None
+                finish()
+                entry = None
                 category = title_label.group(2).strip()
             elif title.endswith("?") or _QUESTION_PREFIX.match(title):
                 finish()
                 entry = _new_entry(_QUESTION_PREFIX.sub("", title), category, number)
             else:
-                finish(); entry = None
+                finish()
+                entry = None
                 category = title
         elif label and _canonical_field(label_name) == "question" and label_name in ("q", "question", "prompt"):
             finish()

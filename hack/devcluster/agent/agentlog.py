@@ -21,7 +21,7 @@ def _format(value: object) -> str:
 
 
 def log(event: str, level: str = "info", **fields: object) -> None:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
     parts = [f"time={stamp}", f"level={level}", "component=dev-node-agent", f"event={event}"]
     parts += [f"{key}={_format(value)}" for key, value in fields.items() if value is not None]
     with _lock:

@@ -15,7 +15,7 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def exit_code_of(returncode: int) -> int:

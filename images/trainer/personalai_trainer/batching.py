@@ -30,7 +30,7 @@ class ModelShape:
     quantized_4bit: bool
 
     @classmethod
-    def from_config(cls, config, quantized_4bit: bool) -> "ModelShape":
+    def from_config(cls, config, quantized_4bit: bool) -> ModelShape:
         hidden, layers = config.hidden_size, config.num_hidden_layers
         intermediate, vocab = config.intermediate_size, config.vocab_size
         heads, kv_heads = config.num_attention_heads, getattr(config, "num_key_value_heads", config.num_attention_heads)

@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 from personalai_reflections import Reflection
-
 from personalai_trainer.augmentation import augment_questions
 
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross-entropy default)

@@ -31,10 +31,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import torch
-import torch.nn.functional as F
 
 from personalai_reflections import Reflection, memory
-from personalai_trainer.examples import IGNORE_INDEX
 from personalai_trainer.probes import Probe, build_probes
 from personalai_trainer.validation import ADAPTER, ADAPTER_NO_MEMORY, BASE, BASE_NO_MEMORY, CURRENT, IN_CONTEXT
 

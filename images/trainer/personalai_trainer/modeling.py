@@ -84,7 +84,7 @@ def apply_lora(model, lora: LoraConfig, *, gradient_checkpointing: bool):
                                  target_modules="all-linear", bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, peft_config)
     # LoRA weights in float32 for stable Adam updates; they are a fraction of a percent of the model.
-    for name, parameter in model.named_parameters():
+    for parameter in model.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.float()
     return model

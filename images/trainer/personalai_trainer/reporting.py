@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from personalai_reflections.paths import resolve
@@ -35,7 +35,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, event, and the `fields` passed in `extra`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+        entry = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
                  "level": record.levelname.lower(), "logger": record.name, "event": record.getMessage()}
         entry.update(getattr(record, "fields", {}))
         return json.dumps(entry, default=str)
@@ -68,7 +68,7 @@ def format_eta(seconds: float) -> str:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_progress(

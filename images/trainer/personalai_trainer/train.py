@@ -35,16 +35,26 @@ def main(config: TrainerConfig) -> RunResult:
     import torch
 
     from personalai_reflections import memory
-
     from personalai_trainer import checkpoints, fidelity, validation
     from personalai_trainer.artifacts import write_manifest
     from personalai_trainer.batching import MicroBatchController, ModelShape, plan_micro_batch
-    from personalai_trainer.examples import (build_examples, build_system_prompt,
-                                             ensure_chat_template, split_train_validation)
+    from personalai_trainer.examples import (
+        build_examples,
+        build_system_prompt,
+        ensure_chat_template,
+        split_train_validation,
+    )
     from personalai_trainer.filtering import filter_reflections
     from personalai_trainer.loop import evaluate_loss, train_step
-    from personalai_trainer.modeling import (apply_lora, choose_compute_dtype, count_parameters, load_base_model,
-                                             model_max_positions, resolve_base_model, save_adapter)
+    from personalai_trainer.modeling import (
+        apply_lora,
+        choose_compute_dtype,
+        count_parameters,
+        load_base_model,
+        model_max_positions,
+        resolve_base_model,
+        save_adapter,
+    )
     from personalai_trainer.packing import pack_examples, shuffle_rows
     from personalai_trainer.schedule import learning_rate_at
     from personalai_trainer.telemetry import read_gpu

@@ -15,8 +15,8 @@ import kopf
 from personalai_operator import kube, manifests, metrics, naming
 from personalai_operator.conditions import find_condition, make_condition, set_condition
 from personalai_operator.handlers.common import SETTINGS, InvalidSpec, object_lock, parse_spec
-from personalai_operator.models import GROUP, VERSION, PersonalAISpec
 from personalai_operator.handlers.serving import reconcile_serving
+from personalai_operator.models import GROUP, VERSION, PersonalAISpec
 from personalai_operator.personalai_status import DataVerdict, assess_data, derive_personalai_status, unavailable
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from operator_cluster_helpers import NAMESPACE_PATTERN, NODE_PRODUCT, NODES, REPO, RESYNC_SECONDS
 
 from devcluster.waiting import wait_for
-from operator_cluster_helpers import NAMESPACE_PATTERN, NODE_PRODUCT, NODES, REPO, RESYNC_SECONDS
 
 
 def _free_port() -> int:

@@ -1,9 +1,9 @@
 """Deleting a PersonalAI leaves nothing it owned once the garbage collector has run."""
 
 import pytest
+from operator_cluster_helpers import EXAMPLES, get_json, items
 
 from devcluster.waiting import wait_for
-from operator_cluster_helpers import EXAMPLES, get_json, items
 
 pytestmark = pytest.mark.cluster
 

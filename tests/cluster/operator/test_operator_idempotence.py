@@ -4,9 +4,9 @@ not when two reconciles race into 409 conflicts."""
 import threading
 
 import pytest
+from operator_cluster_helpers import EXAMPLES, get_json, items
 
 from devcluster.waiting import wait_for
-from operator_cluster_helpers import EXAMPLES, get_json, items
 
 pytestmark = pytest.mark.cluster
 

@@ -7,8 +7,6 @@ import copy
 import json
 
 import pytest
-import yaml
-
 from operator_cluster_helpers import EXAMPLES
 
 pytestmark = pytest.mark.cluster

@@ -4,9 +4,9 @@ GPU frees."""
 import json
 
 import pytest
+from operator_cluster_helpers import EXAMPLES, NODE_PRODUCT, NODES, condition, get_json, items
 
 from devcluster.waiting import wait_for
-from operator_cluster_helpers import EXAMPLES, NODE_PRODUCT, NODES, condition, get_json, items
 
 pytestmark = pytest.mark.cluster
 

@@ -5,9 +5,9 @@ import json
 import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
+from operator_cluster_helpers import EXAMPLES, get_json, items
 
 from devcluster.waiting import wait_for
-from operator_cluster_helpers import EXAMPLES, get_json, items
 
 pytestmark = pytest.mark.cluster
 

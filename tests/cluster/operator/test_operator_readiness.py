@@ -5,9 +5,9 @@ import json
 import time
 
 import pytest
+from operator_cluster_helpers import EXAMPLES, condition, get_json, items, personalai_manifest, secret_manifest
 
 from devcluster.waiting import wait_for
-from operator_cluster_helpers import EXAMPLES, condition, get_json, items, personalai_manifest, secret_manifest
 
 pytestmark = pytest.mark.cluster
 

@@ -6,9 +6,9 @@ import json
 import time
 
 import pytest
+from operator_cluster_helpers import EXAMPLES, condition, get_json, items
 
 from devcluster.waiting import wait_for
-from operator_cluster_helpers import EXAMPLES, condition, get_json, items
 
 pytestmark = pytest.mark.cluster
 

@@ -9,11 +9,16 @@ import re
 import uuid
 
 import pytest
+from serving_cluster_helpers import (
+    NAMESPACE_PATTERN,
+    NODE_PRODUCT,
+    REPO,
+    RESYNC_SECONDS,
+    OperatorSubprocess,
+    ensure_node,
+)
 
 from devcluster.waiting import wait_for
-from serving_cluster_helpers import (
-    NAMESPACE_PATTERN, NODE_PRODUCT, REPO, RESYNC_SECONDS, OperatorSubprocess, ensure_node,
-)
 
 OPERATOR_SETTINGS = {
     "PERSONALAI_NAMESPACES": NAMESPACE_PATTERN,

@@ -46,7 +46,7 @@ class OperatorSubprocess:
                     "PERSONALAI_METRICS_PORT": str(free_port())}
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "OperatorSubprocess":
+    def start(self) -> OperatorSubprocess:
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "personalai_operator"], cwd=REPO, env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT)

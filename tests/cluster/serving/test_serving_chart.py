@@ -15,12 +15,21 @@ import uuid
 
 import pytest
 import yaml
+from serving_cluster_helpers import (
+    NODE_PRODUCT,
+    REPO,
+    OperatorSubprocess,
+    condition,
+    create_personalai,
+    ensure_node,
+    finish_run,
+    get_json,
+    items,
+    personalai,
+    wait_serving,
+)
 
 from devcluster.waiting import wait_for
-from serving_cluster_helpers import (
-    NODE_PRODUCT, REPO, OperatorSubprocess, condition, create_personalai, ensure_node, finish_run, get_json, items,
-    personalai, wait_serving,
-)
 
 pytestmark = pytest.mark.cluster
 

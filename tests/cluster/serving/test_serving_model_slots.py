@@ -8,12 +8,23 @@ GPU, so the single simulated GPU of the node never decides the outcome; only the
 """
 
 import pytest
+from serving_cluster_helpers import (
+    EXTRA_NODE,
+    MODEL_SLOT,
+    NODE,
+    NODE_PRODUCT,
+    PRODUCT_LABEL,
+    condition,
+    create_personalai,
+    drain_leftovers,
+    finish_run,
+    get_json,
+    personalai,
+    server_pods,
+    wait_serving,
+)
 
 from devcluster.waiting import wait_for
-from serving_cluster_helpers import (
-    EXTRA_NODE, MODEL_SLOT, NODE, NODE_PRODUCT, PRODUCT_LABEL, condition, create_personalai, drain_leftovers,
-    finish_run, get_json, personalai, server_pods, wait_serving,
-)
 
 pytestmark = pytest.mark.cluster
 

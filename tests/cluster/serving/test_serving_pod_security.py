@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 import yaml
+from serving_cluster_helpers import REPO, create_personalai, finish_run, get_json
 
 from devcluster.waiting import wait_for
-from serving_cluster_helpers import REPO, create_personalai, finish_run, get_json
 
 pytestmark = pytest.mark.cluster
 

@@ -4,9 +4,17 @@ failed validation never does, and pinning spec.serving.adapterVersion rolls back
 import json
 
 import pytest
+from serving_cluster_helpers import (
+    condition,
+    create_personalai,
+    finish_run,
+    personalai,
+    server_config,
+    server_pods,
+    wait_serving,
+)
 
 from devcluster.waiting import wait_for
-from serving_cluster_helpers import condition, create_personalai, finish_run, personalai, server_config, server_pods, wait_serving
 
 pytestmark = pytest.mark.cluster
 

@@ -16,8 +16,7 @@ import pytest
 import yaml
 from server_harness import TOKEN_A, auth, server_config, sse_events, wait_ready
 
-from personalai_reflections import Reflection
-from personalai_reflections import memory
+from personalai_reflections import Reflection, memory
 from personalai_server.config import parse_config
 from personalai_server.engines.local import LocalEngine
 from personalai_trainer.artifacts import write_manifest

@@ -134,7 +134,7 @@ def test_a_question_about_something_never_written_gets_no_memories_and_no_invent
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from personalai_reflections import memory, parse_reflections
-    from personalai_trainer import fidelity, validation
+    from personalai_trainer import fidelity
     from personalai_trainer.examples import build_system_prompt
     from personalai_trainer.probes import proper_names
 

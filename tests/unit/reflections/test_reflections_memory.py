@@ -8,8 +8,7 @@ import struct
 
 import pytest
 
-from personalai_reflections import Reflection
-from personalai_reflections import memory
+from personalai_reflections import Reflection, memory
 from personalai_reflections.memory import MemoryItem, MemorySettings, Recall
 
 pytestmark = pytest.mark.unit

@@ -19,7 +19,13 @@ from personalai_server.config import ConfigError, memory_settings, parse_config
 from personalai_server.engines.base import AdapterError, Engine
 from personalai_server.engines.tokenizers import EstimatingTokenizer
 from personalai_server.memory import (
-    MAX_CANDIDATES, Embedder, Memories, MemoryIndex, candidates, read_memory_index, select,
+    MAX_CANDIDATES,
+    Embedder,
+    Memories,
+    MemoryIndex,
+    candidates,
+    read_memory_index,
+    select,
 )
 from personalai_server.metrics import ServerMetrics
 from personalai_server.service import ChatService

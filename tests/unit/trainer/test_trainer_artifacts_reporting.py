@@ -1,15 +1,20 @@
 """Manifest writing/verification, status payloads, rate limiting and the validation verdict."""
 
 import json
-import math
 import subprocess
 import sys
 
 import pytest
 
 from personalai_trainer.artifacts import ArtifactError, sha256_file, verify_adapter_dir, write_manifest
-from personalai_trainer.reporting import (JsonFormatter, RateLimiter, build_progress, format_eta, in_cluster_host,
-                                          status_url)
+from personalai_trainer.reporting import (
+    JsonFormatter,
+    RateLimiter,
+    build_progress,
+    format_eta,
+    in_cluster_host,
+    status_url,
+)
 from personalai_trainer.validation import coherence_score, repetition_ratio
 
 pytestmark = pytest.mark.unit

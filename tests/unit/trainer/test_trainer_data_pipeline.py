@@ -4,9 +4,16 @@ import pytest
 
 from personalai_reflections import Reflection
 from personalai_trainer.augmentation import augment_questions
-from personalai_trainer.examples import (FALLBACK_CHAT_TEMPLATE, IGNORE_INDEX, TokenizedExample, build_messages,
-                                         build_system_prompt, ensure_chat_template, split_train_validation,
-                                         tokenize_example)
+from personalai_trainer.examples import (
+    FALLBACK_CHAT_TEMPLATE,
+    IGNORE_INDEX,
+    TokenizedExample,
+    build_messages,
+    build_system_prompt,
+    ensure_chat_template,
+    split_train_validation,
+    tokenize_example,
+)
 from personalai_trainer.filtering import filter_reflections, is_garbage
 from personalai_trainer.packing import collate_rows, count_trained_tokens, pack_examples, shuffle_rows
 

@@ -6,8 +6,16 @@ import pytest
 
 from personalai_reflections import Reflection
 from personalai_trainer.probes import CHOICES, build_probes, find_facts
-from personalai_trainer.validation import (Gate, choose_epoch, eligible_epochs, closer_fraction, compare, decide_passed, gate_inputs,
-                                           perplexity_from_loss)
+from personalai_trainer.validation import (
+    Gate,
+    choose_epoch,
+    closer_fraction,
+    compare,
+    decide_passed,
+    eligible_epochs,
+    gate_inputs,
+    perplexity_from_loss,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,16 @@ from fastapi import APIRouter, Depends, Response
 
 from ..auth import Principal
 from ..dependencies import authorize, get_service
-from ..schemas import ErrorResponse, MessageOut, SessionCreate, SessionDetail, SessionList, SessionOut, SessionSettings, SessionUpdate
+from ..schemas import (
+    ErrorResponse,
+    MessageOut,
+    SessionCreate,
+    SessionDetail,
+    SessionList,
+    SessionOut,
+    SessionSettings,
+    SessionUpdate,
+)
 from ..service import ChatService
 from ..storage import StoredSession
 

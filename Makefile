@@ -51,7 +51,7 @@ unit: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy -p personalai_operator -p personalai_reflections
+	$(VENV)/bin/mypy -p personalai_operator -p personalai_contracts
 	$(VENV)/bin/lint-imports
 
 demo: binaries

@@ -49,7 +49,7 @@ UNRELATED = ["How does a blockchain reach consensus?", "What is the boiling poin
 
 
 def synthetic_reflections(count: int, rng: random.Random):
-    from personalai_reflections import Reflection
+    from personalai_contracts import Reflection
 
     reflections = []
     for index in range(count):
@@ -73,8 +73,8 @@ def turn_questions(count: int, rng: random.Random) -> list[str]:
 
 
 def write_adapter(directory: Path, reflections, embedder) -> int:
-    from personalai_reflections import memory
-    from personalai_trainer.artifacts import write_manifest
+    from personalai_contracts import memory
+    from personalai_contracts.artifacts import write_manifest
 
     directory.mkdir(parents=True)
     items = memory.build_items(reflections)
@@ -149,7 +149,7 @@ def percentile(values: list[float], share: float) -> float:
 
 async def time_turns(service, principal, with_memory, without_memory, questions):
     """Milliseconds per turn with memory, without, and the query embedding alone."""
-    from personalai_reflections import memory
+    from personalai_contracts import memory
 
     on, off, embed = [], [], []
     for index, question in enumerate(questions):
@@ -178,7 +178,7 @@ def report(on: list[float], off: list[float], embed: list[float], goal_ms: float
 
 
 async def main_async(args) -> int:
-    from personalai_reflections.memory import load_embedder
+    from personalai_contracts.memory import load_embedder
     from personalai_server.auth import Principal
 
     rng = random.Random(7)

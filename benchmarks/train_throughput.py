@@ -29,8 +29,9 @@ from pathlib import Path
 
 import torch
 
+from personalai_contracts.trainer_config import LoraConfig
 from personalai_trainer.batching import MicroBatchController, ModelShape, plan_micro_batch
-from personalai_trainer.config import LoraConfig, choose_attention, probe_machine
+from personalai_trainer.config import choose_attention, probe_machine
 from personalai_trainer.examples import IGNORE_INDEX, TokenizedExample
 from personalai_trainer.loop import train_step
 from personalai_trainer.modeling import apply_lora, load_base_model

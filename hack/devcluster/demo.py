@@ -131,9 +131,9 @@ def person_manifests(base_model: str = BASE_MODEL) -> list[dict]:
 
 
 def apply_person(plane: ControlPlane, namespace: str = NAMESPACE) -> None:
-    say(f"kubectl apply -f examples/  (PersonalAI {PERSON} and its reflections Secret)")
-    for doc in person_manifests():
-        plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+    say(f"kubectl apply --server-side -f examples/  (PersonalAI {PERSON} and its reflections Secret)")
+    for doc in person_manifests():  # server-side: no copy of the Secret's data in a last-applied annotation
+        plane.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(doc))
 
 
 def get(plane: ControlPlane, *args: str) -> dict:

@@ -27,7 +27,7 @@ def make_condition(type_: str, status: bool | str, reason: str, message: str = "
                    generation: int | None = None) -> Condition:
     if isinstance(status, bool):
         status = "True" if status else "False"
-    condition = {"type": type_, "status": status, "reason": reason, "message": message}
+    condition: Condition = {"type": type_, "status": status, "reason": reason, "message": message}
     if generation is not None:
         condition["observedGeneration"] = generation
     return condition

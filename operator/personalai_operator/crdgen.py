@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from personalai_operator.models import (
     GROUP,
-    MAX_PERSONALAI_NAME,
+    PERSONALAI_NAME_RULES,
     VERSION,
     PersonalAISpec,
     PersonalAIStatus,
@@ -87,11 +87,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
         "plural": "personalais", "singular": "personalai", "shortNames": ["pai"],
         "spec": PersonalAISpec, "status": PersonalAIStatus,
         "description": "A person's AI, end to end: their reflections, the fine-tuning, and the chat server.",
-        "rules": [{
-            "rule": f"self.metadata.name.size() <= {MAX_PERSONALAI_NAME}",
-            "message": f"metadata.name must be at most {MAX_PERSONALAI_NAME} characters (run names add a suffix)",
-            "reason": "FieldValueInvalid",
-        }],
+        "rules": PERSONALAI_NAME_RULES,
         "columns": [
             ("Data", "string", ".status.dataAssessment.level", "Readiness of the reflections."),
             ("Phase", "string", ".status.phase", "Summary of the conditions."),

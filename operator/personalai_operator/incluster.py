@@ -12,7 +12,7 @@ import os
 
 import kubernetes
 
-from personalai_reflections.paths import resolve
+from personalai_contracts.paths import resolve
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 

@@ -8,11 +8,12 @@ Nothing here logs or raises object contents.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import threading
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 from kubernetes.client.rest import ApiException
@@ -20,12 +21,14 @@ from kubernetes.client.rest import ApiException
 from personalai_operator import incluster
 from personalai_operator.conditions import now_rfc3339
 from personalai_operator.models import GROUP, VERSION, ReflectionsSource
+from personalai_operator.reflections_access import access_refusal
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _client: kubernetes.client.ApiClient | None = None
 
 PLURALS = {"PersonalAI": "personalais", "TrainingRun": "trainingruns"}
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 class ReflectionsUnavailable(Exception):
@@ -66,22 +69,70 @@ def _sanitized(obj: Any) -> Any:
     return api_client().sanitize_for_serialization(obj)
 
 
-def read_reflections(namespace: str, source: ReflectionsSource) -> bytes:
-    """The raw bytes of the reflections key; ReflectionsUnavailable (no content in it) when absent."""
+def describe_api_error(error: ApiException) -> str:
+    """Why the API refused a request, without the object's content: the HTTP status, the API's
+    reason (Invalid, Forbidden, ...) and, for an invalid object, the paths of the fields at fault.
+    The API's own message is left out: it may quote the values (a display name, a prompt)."""
+    try:
+        body = json.loads(error.body or "{}")
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    words = f"HTTP {error.status} {body.get('reason') or error.reason or 'error'}"
+    causes = (body.get("details") or {}).get("causes") or []
+    fields = sorted({cause["field"] for cause in causes if isinstance(cause, dict) and cause.get("field")})
+    return f"{words} ({', '.join(fields)})"[:500] if fields else words
+
+
+def read_metadata(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """Only the object's metadata (PartialObjectMetadata), never its data; None when it does not exist."""
+    client = api_client()
+    request = client.param_serialize(
+        "GET", "/api/v1/namespaces/{namespace}/{plural}/{name}",
+        path_params={"namespace": namespace, "plural": {"Secret": "secrets", "ConfigMap": "configmaps"}[kind],
+                     "name": name},
+        header_params={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"},
+        auth_settings=["BearerToken"])
+    response = client.call_api(*request)
+    response.read()
+    try:  # raises ApiException for an error status, as the typed calls do
+        body = client.response_deserialize(response, {"200": "object"}).data
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    metadata = dict(cast(dict[str, Any], body).get("metadata") or {})
+    # Client-side `kubectl apply` copies a Secret's whole data into this annotation: never keep it.
+    metadata["annotations"] = {key: value for key, value in (metadata.get("annotations") or {}).items()
+                               if key != LAST_APPLIED}
+    metadata.pop("managedFields", None)
+    return metadata
+
+
+def read_reflections(namespace: str, source: ReflectionsSource, personalai: str) -> bytes:
+    """The raw bytes of the reflections key, read only when the Secret allows `personalai` to use it
+    (reflections_access); otherwise, or when absent, ReflectionsUnavailable (no content in it)."""
     ref = source.ref
     kind = source.kind
     try:
+        metadata = read_metadata(kind, namespace, ref.name)
+        if metadata is None:
+            raise ReflectionsUnavailable(f"{kind}NotFound", f"{kind} {ref.name} not found.")
+        refusal = access_refusal(kind, ref.name, metadata, personalai)
+        if refusal:
+            raise ReflectionsUnavailable("ReflectionsNotAllowed", refusal)
         if kind == "Secret":
-            obj = _core().read_namespaced_secret(ref.name, namespace)
-            encoded = (obj.data or {}).get(ref.key)
+            encoded = (_core().read_namespaced_secret(ref.name, namespace).data or {}).get(ref.key)
             if encoded is not None:
                 return base64.b64decode(encoded)
         else:
-            obj = _core().read_namespaced_config_map(ref.name, namespace)
-            if (obj.data or {}).get(ref.key) is not None:
-                return obj.data[ref.key].encode("utf-8")
-            if (obj.binary_data or {}).get(ref.key) is not None:
-                return base64.b64decode(obj.binary_data[ref.key])
+            config_map = _core().read_namespaced_config_map(ref.name, namespace)
+            text = (config_map.data or {}).get(ref.key)
+            if text is not None:
+                return text.encode("utf-8")
+            binary = (config_map.binary_data or {}).get(ref.key)
+            if binary is not None:
+                return base64.b64decode(binary)
     except ApiException as error:
         if error.status == 404:
             raise ReflectionsUnavailable(f"{kind}NotFound", f"{kind} {ref.name} not found.") from None
@@ -115,8 +166,9 @@ def _api_for(kind: str) -> tuple[Any, str]:
 def get(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     """The object as a plain dict, or None when it does not exist."""
     try:
-        if kind in PLURALS:
-            return _custom().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], name)
+        if kind in PLURALS:  # the custom objects API returns the JSON object, typed as `object`
+            return cast(dict[str, Any], _custom().get_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                                               PLURALS[kind], name))
         api, suffix = _api_for(kind)
         return _sanitized(getattr(api, f"read_namespaced_{suffix}")(name, namespace))
     except ApiException as error:
@@ -130,7 +182,8 @@ def create_if_absent(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     kind, namespace, name = manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"]
     try:
         if kind in PLURALS:
-            created = _custom().create_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], manifest)
+            created = cast(dict[str, Any], _custom().create_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                                                     PLURALS[kind], manifest))
         else:
             api, suffix = _api_for(kind)
             created = _sanitized(getattr(api, f"create_namespaced_{suffix}")(namespace, manifest))
@@ -150,8 +203,8 @@ def create_if_absent(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 def list_objects(kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
     selector = ",".join(f"{key}={value}" for key, value in labels.items())
     if kind in PLURALS:
-        result = _custom().list_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind],
-                                                         label_selector=selector)
+        result = cast(dict[str, Any], _custom().list_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                                              PLURALS[kind], label_selector=selector))
         return result.get("items", [])
     api, suffix = _api_for(kind)
     result = getattr(api, f"list_namespaced_{suffix}")(namespace, label_selector=selector)
@@ -183,7 +236,7 @@ def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
         "reportingComponent": "personalai-operator", "reportingInstance": "personalai-operator",
     }
     try:
-        _core().create_namespaced_event(metadata["namespace"], event)
+        _core().create_namespaced_event(metadata["namespace"], kubernetes.client.CoreV1Event.model_validate(event))
     except ApiException as error:
         log.warning("could not post event %s on %s/%s: HTTP %s", reason, metadata["namespace"], metadata["name"],
                     error.status)
@@ -206,7 +259,7 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     existing, created = create_if_absent(manifest)
     if created:
         return existing
-    body = {key: manifest[key] for key in ("spec", "data") if key in manifest}
+    body: dict[str, Any] = {key: manifest[key] for key in ("spec", "data") if key in manifest}
     body["metadata"] = {"labels": manifest["metadata"].get("labels", {})}
     if not _differs(body, existing):
         return existing
@@ -232,8 +285,7 @@ def list_nodes() -> list[dict[str, Any]]:
 
 def list_all_pods(field_selector: str | None = None) -> list[dict[str, Any]]:
     """Pods in every namespace: model slots are a node's, whoever's pods hold them."""
-    kwargs = {"field_selector": field_selector} if field_selector else {}
-    return _sanitized(_core().list_pod_for_all_namespaces(**kwargs)).get("items", [])
+    return _sanitized(_core().list_pod_for_all_namespaces(field_selector=field_selector)).get("items", [])
 
 
 def patch_node_status(name: str, patch: dict[str, Any]) -> None:

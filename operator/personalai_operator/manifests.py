@@ -9,6 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from personalai_contracts.trainer_config import (
+    MemoryConfig,
+    PathsConfig,
+    PersonaConfig,
+    ReportingConfig,
+    RunConfig,
+    TrainerConfig,
+)
 from personalai_operator import naming
 from personalai_operator.models import API_VERSION, PersonalAISpec, TrainingRunSpec
 from personalai_operator.settings import OperatorSettings
@@ -61,25 +69,28 @@ def build_trainer_config(run_name: str, namespace: str, spec: TrainingRunSpec, d
     set, so promotion can tell whether the new adapter is worse (promotion.regression); `memory` is
     how it will be served (served_memory), so validation scores what will be served.
     """
-    paths = {
-        "reflections": f"{REFLECTIONS_DIR}/{spec.reflections.ref.key}",
-        "modelCache": MODEL_CACHE_DIR,
-        "output": f"{ARTIFACTS_DIR}/{spec.adapter_version}",
-        "checkpoints": f"{ARTIFACTS_DIR}/checkpoints/{run_name}",
-    }
-    if current_adapter and current_adapter != spec.adapter_version:
-        paths["currentAdapter"] = f"{ARTIFACTS_DIR}/{current_adapter}"
-    return {
-        "run": {"name": run_name, "namespace": namespace, "personalAI": spec.personal_ai,
-                "adapterVersion": spec.adapter_version, "dataVersion": spec.data_version or ""},
-        "persona": {"displayName": display_name},
-        "baseModel": spec.base_model,
-        "paths": paths,
-        "training": spec.training.model_dump(by_alias=True, mode="json"),
-        "validation": spec.validation.model_dump(by_alias=True, mode="json"),
-        "reporting": {"kubernetes": True, "metricsPort": TRAINER_METRICS_PORT, "minIntervalSeconds": 5},
-        **({"memory": memory} if memory is not None else {}),
-    }
+    paths = PathsConfig(
+        reflections=f"{REFLECTIONS_DIR}/{spec.reflections.ref.key}",
+        model_cache=MODEL_CACHE_DIR,
+        output=f"{ARTIFACTS_DIR}/{spec.adapter_version}",
+        checkpoints=f"{ARTIFACTS_DIR}/checkpoints/{run_name}",
+        current_adapter=(f"{ARTIFACTS_DIR}/{current_adapter}"
+                         if current_adapter and current_adapter != spec.adapter_version else None),
+    )
+    config = TrainerConfig(
+        run=RunConfig(name=run_name, namespace=namespace, personal_ai=spec.personal_ai,
+                      adapter_version=spec.adapter_version, data_version=spec.data_version or ""),
+        persona=PersonaConfig(display_name=display_name),
+        base_model=spec.base_model,
+        paths=paths,
+        training=spec.training,
+        validation=spec.validation,
+        reporting=ReportingConfig(kubernetes=True, metrics_port=TRAINER_METRICS_PORT, min_interval_seconds=5),
+        **({"memory": MemoryConfig.model_validate(memory)} if memory is not None else {}),
+    )
+    # No memory given: the trainer's default (scored with memory) applies, so the key is left out.
+    return config.model_dump(by_alias=True, mode="json", exclude_none=True,
+                             exclude={"memory"} if memory is None else None)
 
 
 def _run_metadata(run: dict[str, Any], name: str, personalai: str) -> dict[str, Any]:
@@ -185,6 +196,13 @@ def build_reflections_volume(spec: TrainingRunSpec) -> dict[str, Any]:
     return {"name": "reflections", "configMap": {"name": ref.name, "items": items, "defaultMode": 0o440}}
 
 
+def model_download_env(settings: OperatorSettings) -> list[dict[str, str]]:
+    """With a shared model cache, base models come from it only: nothing is fetched from outside the cluster."""
+    if not settings.model_cache_claim:
+        return []  # an emptyDir per run: the base model has to be downloaded into it
+    return [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "TRANSFORMERS_OFFLINE", "value": "1"}]
+
+
 def build_training_job(run: dict[str, Any], spec: TrainingRunSpec, settings: OperatorSettings) -> dict[str, Any]:
     """The trainer Job for a TrainingRun: one GPU on an RTX 5090 node, never two pods at once."""
     run_name = run["metadata"]["name"]
@@ -203,6 +221,7 @@ def build_training_job(run: dict[str, Any], spec: TrainingRunSpec, settings: Ope
             {"name": "HOME", "value": "/tmp"},
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            *model_download_env(settings),
         ],
         "ports": [{"name": "metrics", "containerPort": TRAINER_METRICS_PORT}],
         "resources": {

@@ -1,8 +1,12 @@
-"""What a PersonalAI's status should say: the data verdict and the state of its current run (pure).
+"""What a PersonalAI's status should say, decided in one place (pure).
 
-`assess_data(raw, key)` scores the reflections with personalai_reflections and never lets their
+`assess_data(raw, key)` scores the reflections with personalai_contracts and never lets their
 text reach a message: parse errors name the format, line and field (the reader's contract), and any
 other failure is reported by its type alone.
+
+`derive_personalai_status` turns everything a reconcile observed (the data verdict, the latest
+run, the promotion outcome, what serving found) into every status field: the phase, the
+DataReady/Trained/Serving/Ready conditions, the assessment, the run, the adapters, the endpoint.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from personalai_contracts import ReflectionsError, assess_readiness, parse_reflections
 from personalai_operator import naming
 from personalai_operator.conditions import make_condition, set_condition
-from personalai_reflections import ReflectionsError, assess_readiness, parse_reflections
+from personalai_operator.promotion import Promotion
+from personalai_operator.serving_status import DISABLED, ServingObservation
 
 MAX_ERROR_CHARS = 300
 
@@ -24,6 +30,11 @@ class DataVerdict:
     message: str
     assessment: dict[str, Any] | None = None  # status.dataAssessment
     data_version: str | None = None
+
+    @property
+    def trainable_version(self) -> str | None:
+        """The data version to train on: set only when the reflections are ready."""
+        return self.data_version if self.ready else None
 
 
 def assess_data(raw: bytes, source_name: str) -> DataVerdict:
@@ -50,40 +61,81 @@ def unavailable(reason: str, message: str) -> DataVerdict:
     return DataVerdict(False, reason, message)
 
 
-def derive_personalai_status(verdict: DataVerdict, run: dict[str, Any] | None, status: dict[str, Any],
-                             generation: int | None, now: str | None = None) -> dict[str, Any]:
-    """Status fields for the PersonalAI: DataReady, Trained, Ready, the phase and the assessment."""
+Verdict = tuple[bool, str, str]  # a condition's (status, reason, message)
+
+
+def derive_personalai_status(verdict: DataVerdict, run: dict[str, Any] | None, promotion: Promotion,
+                             serving: ServingObservation, status: dict[str, Any], generation: int | None,
+                             now: str | None = None) -> dict[str, Any]:
+    """Every status field of the PersonalAI; `status` is the current one (conditions keep their times)."""
     conditions = list(status.get("conditions") or [])
-
-    def put(type_: str, value: bool, reason: str, message: str) -> None:
-        nonlocal conditions
+    for type_, (value, reason, message) in (("DataReady", (verdict.ready, verdict.reason, verdict.message)),
+                                            ("Trained", _trained(verdict, run, promotion)),
+                                            ("Serving", (serving.serving, serving.reason, serving.message)),
+                                            ("Ready", _ready(promotion, serving))):
         conditions = set_condition(conditions, make_condition(type_, value, reason, message, generation), now)
-
-    put("DataReady", verdict.ready, verdict.reason, verdict.message)
-    run_status = (run or {}).get("status") or {}
-    run_phase = run_status.get("phase")
-    run_name = (run or {}).get("metadata", {}).get("name")
-    if not verdict.ready and run is None:
-        phase = "AwaitingData"
-        put("Trained", False, "AwaitingData", "Training waits until the reflections are ready.")
-    elif run_phase == "Succeeded":
-        phase = "Trained"
-        put("Trained", True, "TrainingSucceeded", f"TrainingRun {run_name} succeeded.")
-    elif run_phase == "Failed":
-        phase = "Failed"
-        put("Trained", False, "TrainingFailed", f"TrainingRun {run_name} failed: {run_status.get('message', '')}"[:1000])
-    else:
-        phase = "Training"
-        reason = {"Queued": "Queued", "Running": "Training"}.get(run_phase or "", "Pending")
-        detail = run_status.get("message") or "Waiting for the trainer."
-        put("Trained", False, reason, f"TrainingRun {run_name}: {detail}"[:1000])
-    trained = phase == "Trained"
-    put("Ready", verdict.ready and trained, "Trained" if trained else "NotTrained",
-        "The adapter is trained." if trained else "No trained adapter for the current data and settings yet.")
-
-    fields: dict[str, Any] = {"phase": phase, "conditions": conditions, "observedGeneration": generation}
-    if verdict.assessment is not None:
-        fields["dataAssessment"] = verdict.assessment
-    if run_name:
-        fields["latestTrainingRun"] = run_name
+    fields: dict[str, Any] = {
+        "phase": _phase(verdict, run, promotion, serving), "conditions": conditions, "observedGeneration": generation,
+        "dataAssessment": verdict.assessment, "latestTrainingRun": _name(run),
+        "currentAdapter": promotion.current, "adapterHistory": promotion.history, "endpoint": serving.endpoint,
+    }
+    # A merge patch: a field left out keeps its value (an endpoint outlives a pass that rolled nothing out).
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def invalid_spec_status(status: dict[str, Any], message: str, generation: int | None,
+                        now: str | None = None) -> dict[str, Any]:
+    """The spec cannot be parsed: Ready says why (field paths only); the rest waits for a valid spec."""
+    conditions = set_condition(list(status.get("conditions") or []),
+                               make_condition("Ready", False, "InvalidSpec", message, generation), now)
+    return {"phase": "Failed", "conditions": conditions}
+
+
+def _name(run: dict[str, Any] | None) -> str | None:
+    return (run or {}).get("metadata", {}).get("name")
+
+
+def _run_phase(run: dict[str, Any] | None) -> str | None:
+    return ((run or {}).get("status") or {}).get("phase")
+
+
+def _trained(verdict: DataVerdict, run: dict[str, Any] | None, promotion: Promotion) -> Verdict:
+    """The validation gate's word first (it decides what may serve), then the latest run's state."""
+    run_name, run_phase = _name(run), _run_phase(run)
+    if promotion.awaiting_validation:
+        return False, "ValidationPending", f"TrainingRun {run_name} succeeded; waiting for its validation result."
+    if promotion.rejected_reason:
+        return False, "ValidationFailed", promotion.rejected_reason
+    if promotion.current:
+        return True, "AdapterValidated", f"Adapter {promotion.current['version']} passed validation."
+    if not verdict.ready and run is None:
+        return False, "AwaitingData", "Training waits until the reflections are ready."
+    if run_phase == "Succeeded":
+        return True, "TrainingSucceeded", f"TrainingRun {run_name} succeeded."
+    detail = ((run or {}).get("status") or {}).get("message")
+    if run_phase == "Failed":
+        return False, "TrainingFailed", f"TrainingRun {run_name} failed: {detail or ''}"[:1000]
+    reason = {"Queued": "Queued", "Running": "Training"}.get(run_phase or "", "Pending")
+    return False, reason, f"TrainingRun {run_name}: {detail or 'Waiting for the trainer.'}"[:1000]
+
+
+def _ready(promotion: Promotion, serving: ServingObservation) -> Verdict:
+    """Ready means chatting works, or, with serving off, that a validated adapter is there to serve."""
+    if serving.serving:
+        return True, "Serving", f"Adapter {serving.version} is serving."
+    if promotion.current and serving.reason == DISABLED:
+        return True, "Trained", f"Adapter {promotion.current['version']} is trained; serving is off."
+    if promotion.current:
+        return False, "NotServing", f"The chat server is not ready ({serving.reason})."
+    return False, "NoValidatedAdapter", "No adapter has passed validation yet."
+
+
+def _phase(verdict: DataVerdict, run: dict[str, Any] | None, promotion: Promotion,
+           serving: ServingObservation) -> str:
+    if serving.serving:
+        return "Serving"
+    if promotion.rejected_reason and not promotion.current:
+        return "Failed"  # trained, but nothing that passed the gate: a person has to act
+    if not verdict.ready and run is None:
+        return "AwaitingData"
+    return {"Succeeded": "Trained", "Failed": "Failed"}.get(_run_phase(run) or "", "Training")

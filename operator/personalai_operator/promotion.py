@@ -32,6 +32,7 @@ def adapter_record(run: dict[str, Any], now: str | None = None) -> dict[str, Any
     artifact = status.get("artifact") or {}
     record = {"version": artifact.get("adapterVersion") or spec.get("adapterVersion"),
               "trainingRun": run["metadata"]["name"], "location": artifact.get("location"),
+              "manifestSha256": artifact.get("manifestSha256"),
               "dataVersion": spec.get("dataVersion"), "metrics": status.get("validation"),
               "promotedAt": now or now_rfc3339()}
     return {key: value for key, value in record.items() if value is not None}

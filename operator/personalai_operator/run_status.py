@@ -90,8 +90,13 @@ def validated_condition(validation: dict[str, Any] | None, generation: int | Non
 
 
 def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], status: dict[str, Any],
-                      generation: int | None = None, now: str | None = None) -> RunStatusUpdate:
-    """The status a run should have given its Job and pods, and the Events its phase change deserves."""
+                      generation: int | None = None, now: str | None = None,
+                      validation: dict[str, Any] | None = None) -> RunStatusUpdate:
+    """The status a run should have given its Job and pods, and the Events its phase change deserves.
+
+    `validation` is the operator's verdict on the trainer's report (run_trust), never the report's own
+    `passed`: None until the Job has completed and the report has been checked.
+    """
     conditions = list(status.get("conditions") or [])
     pod = newest_pod(pods)
     scheduled, sched_reason, sched_message = scheduling_state(pod)
@@ -131,10 +136,10 @@ def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], st
     put("Succeeded", phase == "Succeeded", "JobComplete" if phase == "Succeeded" else "NotComplete",
         "The trainer Job completed." if phase == "Succeeded" else "The trainer Job has not completed.")
     if phase == "Failed":
-        put("Failed", True, failed.get("reason") or "JobFailed", message[:1000])
+        put("Failed", True, (failed or {}).get("reason") or "JobFailed", message[:1000])
     else:
         put("Failed", False, "NoFailure", "The trainer Job has not failed.")
-    conditions = set_condition(conditions, validated_condition(status.get("validation"), generation), now)
+    conditions = set_condition(conditions, validated_condition(validation, generation), now)
 
     fields: dict[str, Any] = {"phase": phase, "conditions": conditions, "message": message[:1000],
                               "observedGeneration": generation}
@@ -165,7 +170,7 @@ def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], st
         if old_queued.get("reason") != sched_reason:
             events.append(RunEvent("Normal", "Queued", message[:1000]))
     old_validated = find_condition(status.get("conditions"), "Validated")
-    new_validated = find_condition(conditions, "Validated")
+    new_validated = find_condition(conditions, "Validated") or {}
     if new_validated["status"] != "Unknown" and (old_validated or {}).get("status") != new_validated["status"]:
         events.append(RunEvent("Normal" if new_validated["status"] == "True" else "Warning",
                                new_validated["reason"], new_validated["message"]))

@@ -59,9 +59,19 @@ def _metadata(personalai: dict[str, Any], name: str) -> dict[str, Any]:
             "ownerReferences": [naming.owner_reference(personalai)]}
 
 
+def recorded_digest(version: str | None, current: dict[str, Any] | None,
+                    history: list[dict[str, Any]]) -> str | None:
+    """The manifest sha256 recorded for adapter `version` in the status (currentAdapter or history)."""
+    records = ([current] if current else []) + history
+    return next((record.get("manifestSha256") for record in records if record.get("version") == version), None)
+
+
 def build_server_config(personalai: dict[str, Any], spec: PersonalAISpec, settings: OperatorSettings,
-                        adapter_version: str | None) -> dict[str, Any]:
-    """The server's config file (personalai_server.config.ServerConfig; a unit test validates it)."""
+                        adapter_version: str | None, adapter_sha256: str | None = None) -> dict[str, Any]:
+    """The server's config file (personalai_server.config.ServerConfig; a unit test validates it).
+
+    `adapter_sha256` is the served version's manifest sha256 as the trainer reported it: the server
+    refuses an adapter folder whose manifest has another (a changed or swapped adapter)."""
     serving = spec.serving
     modes = {name: server_mode(mode) for name, mode in serving.personality_modes.items()}
     conversation: dict[str, Any] = {
@@ -80,10 +90,13 @@ def build_server_config(personalai: dict[str, Any], spec: PersonalAISpec, settin
                               "modelCache": MODEL_CACHE_DIR, "quantization": spec.training.quantization}
     if serving.engine_url:
         engine["url"] = serving.engine_url
+    adapter: dict[str, Any] = {"version": adapter_version, "dir": ARTIFACTS_DIR}
+    if adapter_version and adapter_sha256:
+        adapter["manifestSha256"] = adapter_sha256
     return {
         "persona": {"displayName": spec.display_name, "personalAI": personalai["metadata"]["name"]},
         "engine": engine,
-        "adapter": {"version": adapter_version, "dir": ARTIFACTS_DIR},
+        "adapter": adapter,
         "conversation": conversation,
         "storage": {"dataDir": DATA_DIR},
         "auth": {"tokensDir": AUTH_DIR},

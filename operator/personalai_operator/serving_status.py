@@ -1,12 +1,15 @@
-"""The `Serving` condition from the serving Deployment's pod (pure).
+"""The `Serving` condition: what the serving step found (pure).
 
-The scheduler, kubelet and probes decide; this reads their verdicts: Ready, Pending for a model
-slot (`ModelSlotsExhausted`, with how many GPU nodes and free slots there are), image-pull and
-crash reasons, or still starting.
+Either nothing was rolled out (serving is off, the pin names no servable adapter, no adapter has
+passed validation yet), the API refused a serving object, or the chat server's pod gives its
+verdict. The scheduler, kubelet and probes decide that one; `serving_state` reads it: Ready,
+Pending for a model slot (`ModelSlotsExhausted`, with how many GPU nodes and free slots there
+are), image-pull and crash reasons, or still starting.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from personalai_operator.conditions import find_condition
@@ -14,6 +17,41 @@ from personalai_operator.model_slots import MODEL_SLOT, exhausted_message
 
 WAITING_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
                    "CreateContainerConfigError", "CreateContainerError", "ImageNotMappedForDevAgent")
+DISABLED = "Disabled"
+
+
+@dataclass(frozen=True)
+class ServingObservation:
+    """The `Serving` condition, and which adapter the chat server was rolled out with (if any)."""
+
+    serving: bool
+    reason: str
+    message: str
+    version: str | None = None
+    endpoint: str | None = None
+
+
+def disabled() -> ServingObservation:
+    return ServingObservation(False, DISABLED, "spec.serving.enabled is false.")
+
+
+def pin_refused(error: str) -> ServingObservation:
+    return ServingObservation(False, "UnknownAdapterVersion", error)
+
+
+def no_adapter() -> ServingObservation:
+    return ServingObservation(False, "NoAdapter", "Waiting for a trained adapter that passes validation.")
+
+
+def rollout_failed(message: str, version: str | None = None) -> ServingObservation:
+    """The API refused a serving object (or would not say how the server is); the next pass retries."""
+    return ServingObservation(False, "RolloutFailed", message, version)
+
+
+def rolled_out(version: str, endpoint: str, state: tuple[bool, str, str]) -> ServingObservation:
+    """The chat server's objects are applied; `state` is the pod's verdict from `serving_state`."""
+    serving, reason, message = state
+    return ServingObservation(serving, reason, message, version, endpoint)
 
 
 def serving_state(pods: list[dict[str, Any]], slots: dict[str, Any] | None = None) -> tuple[bool, str, str]:

@@ -15,3 +15,37 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "personalai.image" -}}{{ .repository }}:{{ .tag }}{{- end -}}
+
+{{- /* Binds the operator's ServiceAccount to the Role of its name in .namespace. */}}
+{{- define "personalai.roleBinding" -}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ include "personalai.name" .root }}
+  namespace: {{ .namespace }}
+  labels: {{- include "personalai.labels" .root | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ include "personalai.name" .root }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "personalai.name" .root }}
+    namespace: {{ .root.Release.Namespace }}
+{{- end -}}
+
+{{- /* The API server's addresses as a JSON list of CIDRs: networkPolicy.apiServer.cidrs, else the
+`kubernetes` EndpointSlice looked up at install or upgrade (empty under `helm template`). */}}
+{{- define "personalai.apiServerCidrs" -}}
+{{- $cidrs := .Values.networkPolicy.apiServer.cidrs -}}
+{{- if not $cidrs -}}
+{{- $slice := lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "kubernetes" -}}
+{{- range $slice.endpoints | default list -}}
+{{- range .addresses -}}
+{{- $cidrs = append $cidrs (printf "%s/%s" . (ternary "128" "32" (contains ":" .))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $cidrs -}}
+{{- end -}}

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from .auth import TokenStore
 from .config import ServerConfig
-from .engines import Engine, build_engine
+from .engines import AdapterError, Engine, build_engine
 from .errors import install_error_handlers
 from .metrics import ServerMetrics
 from .middleware import RequestMetrics, RequestSizeLimit
@@ -30,12 +30,19 @@ log = logging.getLogger(__name__)
 
 
 async def load_engine(service: ChatService) -> None:
+    # On failure /readyz stays 503 with the reason; the process stays up for the probes to see.
     try:
+        await service.expect_adapter(service.config.adapter)
         await service.engine.start(service.config.adapter.version)
         service.metrics.observe_adapters(service.engine.loaded_adapters(), service.engine.active_adapter)
         log.info("model ready (engine %s, adapter %s)", service.engine.kind, service.engine.active_adapter)
-    except Exception:
-        # /readyz stays 503 and says why in the log; the process stays up for the probes to see.
+    except AdapterError as error:
+        # A refused adapter is not replaced by another: serving the wrong person's model is worse than none.
+        service.not_ready_reason = str(error)
+        log.error("adapter not served: %s", error)
+        return
+    except Exception as error:
+        service.not_ready_reason = f"engine failed to start ({type(error).__name__})"
         log.exception("engine failed to start")
         return
     # There is no older adapter to fall back to: a broken memory index is logged and the model serves without.

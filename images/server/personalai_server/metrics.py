@@ -43,6 +43,10 @@ class ServerMetrics:
             "personalai_server_cancelled_generations", "Generations stopped because the client left",
             registry=self.registry,
         )
+        self.adapter_refusals = Counter(
+            "personalai_server_adapter_refusals", "Adapter versions refused before loading, by reason",
+            ["version", "reason"], registry=self.registry,
+        )
         self.model_ready = Gauge("personalai_server_model_ready", "1 once the model is loaded", registry=self.registry)
 
     def observe_adapters(self, loaded: list[str], active: str | None) -> None:

@@ -1,8 +1,10 @@
 """Re-read the config file every reloadIntervalSeconds and apply what can change while running.
 
-A new `adapter.version` is verified and loaded beside the current one, with its memory index, then
+A new `adapter.version` is verified (its manifest against the digest the operator recorded, then
+every file against the manifest) and loaded beside the current one, with its memory index, then
 made active: requests already generating finish on the old adapter, new ones use the new one and
-its memories, with no restart. A version whose memory index cannot be read is not switched to. The
+its memories, with no restart. A version that fails verification, or whose memory index cannot be
+read, is not switched to (logged, e.g. "adapter digest mismatch", and the old one serves on). The
 conversation settings and limits apply to the next request. Changes to the engine, storage, auth or
 listen sections need a restart (logged, and the old values stay in force). Expired sessions are
 purged on the same timer.
@@ -33,7 +35,8 @@ async def apply_config(service: ChatService, new: ServerConfig) -> bool:
             new = new.model_copy(update={section: getattr(old, section)})
     changed = new.adapter.version != service.engine.active_adapter
     if changed:
-        # The index first: a broken one leaves the old adapter (and its memories) serving.
+        # The digest, then the index: a refused or broken one leaves the old adapter (and its memories) serving.
+        await service.expect_adapter(new.adapter)
         await service.load_memory(new.adapter.version)
         await service.engine.activate_adapter(new.adapter.version)
         service.memories.keep_only({*service.engine.loaded_adapters(), new.adapter.version})

@@ -111,3 +111,5 @@ class Health(BaseModel):
     engine: str | None = None
     adapterVersion: str | None = None
     loadedAdapters: list[str] | None = None
+    # Why the model is not being served, once it is known not to be (names versions, never contents).
+    reason: str | None = None

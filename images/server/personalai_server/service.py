@@ -1,24 +1,27 @@
 """The chat logic between the HTTP routes and the engine: sessions, turns, limits, metadata.
 
-A turn is prepared (validated, history windowed and trimmed, the person's memories closest to it
-put into the system prompt, a stream slot taken) before any byte of the response is sent, so every
+A turn is prepared (validated, a stream slot taken, history windowed and trimmed, the person's
+memories closest to it put into the system prompt) before any byte of the response is sent, so every
 refusal is a plain status code; then it is generated, and only a complete reply is stored, together
-with its question.
+with its question. Every route, whatever its protocol, goes through the limits here: each limit is
+checked in one method, with one error naming the request's own field.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from personalai_reflections import memory
-from personalai_reflections.memory import MemorySettings, Recall
+from personalai_contracts import memory
+from personalai_contracts.memory import MemorySettings, Recall
 
+from .adapters import AdapterDigestError, check_digest
 from .auth import Principal
-from .config import ServerConfig, memory_settings
+from .config import Adapter, ServerConfig, memory_settings
 from .engines import Engine, EngineError, GenerationParams, GenerationStats
 from .engines.base import AdapterError
 from .errors import APIError
@@ -30,6 +33,8 @@ from .schemas import SessionSettings
 from .storage import SessionStore, StoredSession
 
 log = logging.getLogger(__name__)
+
+Piece = TypeVar("Piece")
 
 
 @dataclass
@@ -45,13 +50,6 @@ class Turn:
     stats: GenerationStats = field(default_factory=GenerationStats)
     reply: str = ""
     metadata: dict[str, Any] | None = None
-    _release: Any = None
-
-    def release(self) -> None:
-        """Give the stream slot back; safe to call more than once."""
-        release, self._release = self._release, None
-        if release:
-            release()
 
 
 class ChatService:
@@ -64,6 +62,8 @@ class ChatService:
         self.memories = memories or Memories()
         self.rate_limiter = RateLimiter()
         self.stream_slots = StreamSlots()
+        # Why the engine is not serving, when it cannot start (readiness reports it; no personal data).
+        self.not_ready_reason: str | None = None
 
     # --- limits -------------------------------------------------------------------------------
 
@@ -76,7 +76,10 @@ class ChatService:
                 {"Retry-After": retry_after_header(wait)},
             )
 
-    def take_stream_slot(self, principal: Principal):
+    @contextlib.asynccontextmanager
+    async def stream_slot(self, principal: Principal) -> AsyncIterator[None]:
+        """One of the token's limits.concurrentStreams, held for the block: refused with 429 on entry
+        (before any byte of a reply), given back here and only here, however the block ends."""
         if not self.stream_slots.try_acquire(principal.owner, self.config.limits.concurrent_streams):
             self.metrics.rejections.labels(limit="concurrentStreams").inc()
             raise APIError(
@@ -84,18 +87,22 @@ class ChatService:
                 {"Retry-After": retry_after_header(StreamSlots.RETRY_SECONDS)},
             )
         self.metrics.active_streams.inc()
+        try:
+            yield
+        finally:
+            self.stream_slots.release(principal.owner)
+            self.metrics.active_streams.dec()
 
-        released = False
-
-        def release() -> None:
-            # Idempotent: the end of a stream and the response's cleanup both call it.
-            nonlocal released
-            if not released:
-                released = True
-                self.stream_slots.release(principal.owner)
-                self.metrics.active_streams.dec()
-
-        return release
+    def cap_max_tokens(self, value: int, field_name: str | None) -> int:
+        """`value` within limits.maxTokens. A value the request sent (`field_name` names it, in the
+        protocol's own spelling) is refused past the limit; one from config or a session stored before
+        the limit was lowered (`field_name` None) is cut to it."""
+        limit = self.config.limits.max_tokens
+        if value <= limit:
+            return value
+        if field_name is None:
+            return limit
+        raise APIError(422, "max_tokens_too_large", f"{field_name} must be at most {limit}", field_name)
 
     # --- sessions -----------------------------------------------------------------------------
 
@@ -107,12 +114,8 @@ class ChatService:
                 f"{field_prefix}.personalityMode must be one of: {', '.join(sorted(modes))}",
                 f"{field_prefix}.personalityMode",
             )
-        if settings.max_tokens is not None and settings.max_tokens > self.config.limits.max_tokens:
-            raise APIError(
-                422, "max_tokens_too_large",
-                f"{field_prefix}.maxTokens must be at most {self.config.limits.max_tokens}",
-                f"{field_prefix}.maxTokens",
-            )
+        if settings.max_tokens is not None:
+            self.cap_max_tokens(settings.max_tokens, f"{field_prefix}.maxTokens")
         return settings
 
     def create_session(self, principal: Principal, title: str, settings: SessionSettings) -> StoredSession:
@@ -146,22 +149,17 @@ class ChatService:
         if not self.engine.ready:
             raise APIError(503, "model_loading", "the model is still loading; retry shortly", None, {"Retry-After": "5"})
 
-    async def prepare_turn(self, principal: Principal, user_text: str, session_id: str | None) -> Turn:
-        """Validate and build everything a turn needs; raises APIError before any reply starts."""
+    @contextlib.asynccontextmanager
+    async def turn(self, principal: Principal, user_text: str, session_id: str | None) -> AsyncIterator[Turn]:
+        """Everything a turn needs, validated and built with a stream slot held for the block; every
+        refusal (APIError) comes on entry, before any reply starts."""
         self.check_message(user_text)
         self.require_ready()
-        if session_id is not None:
-            session = self.get_session(principal, session_id)
-        release = self.take_stream_slot(principal)
-        try:
-            if session_id is None:
+        session = self.get_session(principal, session_id) if session_id is not None else None
+        async with self.stream_slot(principal):
+            if session is None:
                 session = self.create_session(principal, "New conversation", SessionSettings())
-            turn = await self.build_turn(principal, session, user_text)
-        except BaseException:
-            release()
-            raise
-        turn._release = release
-        return turn
+            yield await self.build_turn(principal, session, user_text)
 
     async def build_turn(self, principal: Principal, session: StoredSession, user_text: str) -> Turn:
         conversation = self.config.conversation
@@ -171,7 +169,7 @@ class ChatService:
         if mode is None:  # the mode was removed from config since the session chose it
             mode_name, mode = conversation.default_mode, conversation.personality_modes[conversation.default_mode]
         sampling = resolve_sampling(mode, conversation, settings.temperature, settings.max_tokens)
-        max_tokens = min(sampling.max_tokens, self.config.limits.max_tokens)
+        max_tokens = self.cap_max_tokens(sampling.max_tokens, None)  # the request sent no number of its own
         stored = self.store.recent_messages(principal.owner, session.id, conversation.history_window)
         history = [{"role": m.role, "content": m.content} for m in stored]
         system_prompt = build_system_prompt(
@@ -186,6 +184,22 @@ class ChatService:
         params = GenerationParams(max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
         return Turn(principal, session, user_text, messages, mode_name, params, history_messages=len(messages) - 2,
                     memories=recall.ids)
+
+    # --- adapters -----------------------------------------------------------------------------
+
+    async def expect_adapter(self, adapter: Adapter) -> None:
+        """Before `adapter.version` is served (at start, on reload): its recorded digest binds the
+        engine, and a folder whose manifest differs is refused now, before its weights or memory
+        are read; AdapterDigestError, counted by version."""
+        if adapter.version is None or adapter.manifest_sha256 is None:
+            return
+        self.engine.recorded_digests[adapter.version] = adapter.manifest_sha256
+        try:
+            await asyncio.to_thread(check_digest, adapter.path_for(adapter.version), adapter.version,
+                                    adapter.manifest_sha256)
+        except AdapterDigestError:
+            self.metrics.adapter_refusals.labels(version=adapter.version, reason="digest_mismatch").inc()
+            raise
 
     # --- memory -------------------------------------------------------------------------------
 
@@ -252,14 +266,13 @@ class ChatService:
         except PromptTooLongError:
             raise APIError(413, "message_too_long", "message does not fit the model's context", "message") from None
 
-    async def stream_reply(
-        self, messages: list[dict[str, str]], params: GenerationParams, stats: GenerationStats, release
-    ) -> AsyncIterator[str]:
-        """The engine's text pieces, with the slot given back and metrics kept however it ends."""
+    async def generation(self, stream: AsyncIterator[Piece], stats: GenerationStats) -> AsyncIterator[Piece]:
+        """An engine stream as the API sees it: engine failures as API errors (their messages hold no
+        request text), and the metrics kept however it ends (stopped early counts as cancelled)."""
         completed = False
         try:
-            async with contextlib.aclosing(self.engine.stream(messages, params, stats)) as stream:
-                async for piece in stream:
+            async with contextlib.aclosing(stream) as pieces:
+                async for piece in pieces:
                     yield piece
             completed = True
         except AdapterError as error:
@@ -267,15 +280,18 @@ class ChatService:
         except EngineError as error:
             raise APIError(502, "engine_error", str(error), None) from None
         finally:
-            release()
             if not completed:
                 self.metrics.cancelled.inc()
         self.observe(stats)
 
+    def reply(self, messages: list[dict[str, str]], params: GenerationParams, stats: GenerationStats) -> AsyncIterator[str]:
+        """The text pieces of the reply to `messages`."""
+        return self.generation(self.engine.stream(messages, params, stats), stats)
+
     async def generate(self, turn: Turn) -> AsyncIterator[str]:
         """The reply's text pieces; stores the exchange once the reply is complete."""
         pieces: list[str] = []
-        async with contextlib.aclosing(self.stream_reply(turn.messages, turn.params, turn.stats, turn.release)) as stream:
+        async with contextlib.aclosing(self.reply(turn.messages, turn.params, turn.stats)) as stream:
             async for piece in stream:
                 pieces.append(piece)
                 yield piece

@@ -11,6 +11,8 @@ from typing import Any
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SSE_MEDIA_TYPE = "text/event-stream"
+# A frame that is OpenAI's end-of-stream marker, `data: [DONE]`, rather than JSON.
+DONE = object()
 
 
 def format_event(payload: Any) -> str:
@@ -20,6 +22,10 @@ def format_event(payload: Any) -> str:
 def format_done() -> str:
     """OpenAI's end-of-stream marker."""
     return "data: [DONE]\n\n"
+
+
+def format_frame(frame: Any) -> str:
+    return format_done() if frame is DONE else format_event(frame)
 
 
 def parse_events(text: str) -> list[Any]:

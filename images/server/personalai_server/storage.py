@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from personalai_reflections.paths import resolve
+from personalai_contracts.paths import resolve
 
 DB_NAME = "sessions.sqlite3"
 

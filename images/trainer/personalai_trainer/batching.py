@@ -14,10 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from personalai_contracts.trainer_config import TrainingConfig
+
 GIB = 1024**3
 GROW_BELOW = 0.55  # peak use under this fraction of VRAM: a doubled micro-batch still fits
 SHRINK_ABOVE = 0.92  # over this the allocator fragments and the next long row may fail
 HEADROOM = 0.85  # plan against 85% of free memory (allocator caches, CUDA context, fragmentation)
+
+
+def rows_per_step(training: TrainingConfig) -> int:
+    """Packed rows per optimizer step; fixed for the run so the math does not depend on the GPU."""
+    micro = 4 if training.batch_size == "auto" else training.batch_size  # "auto": the design's default of 4
+    return micro * training.gradient_accumulation_steps
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from personalai_reflections import Reflection
+from personalai_contracts import Reflection
 from personalai_trainer.augmentation import augment_questions
 
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross-entropy default)

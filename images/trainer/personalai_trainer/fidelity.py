@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from personalai_reflections import Reflection, memory
+from personalai_contracts import Reflection, memory
 from personalai_trainer.probes import Probe, build_probes
 from personalai_trainer.validation import ADAPTER, ADAPTER_NO_MEMORY, BASE, BASE_NO_MEMORY, CURRENT, IN_CONTEXT
 
@@ -66,7 +66,7 @@ class Candidate:
 
 
 class Recaller:
-    """Memory as the chat server does it (personalai_reflections.memory), over the training reflections:
+    """Memory as the chat server does it (personalai_contracts.memory), over the training reflections:
     a held-out answer is never in the index, so memory cannot leak the answer it is scored on."""
 
     def __init__(self, train: list[Reflection], embedder, tokenizer, settings: memory.MemorySettings):

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from personalai_reflections import Reflection, count_words
+from personalai_contracts import Reflection, count_words
 
 _WORDS = re.compile(r"\w+(?:['’-]\w+)*")
 

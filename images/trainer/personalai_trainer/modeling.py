@@ -13,12 +13,15 @@ Choices, each with its reason:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
-from personalai_reflections.paths import resolve
-from personalai_trainer.config import LoraConfig, Machine, TrainerConfig
+from personalai_contracts.paths import resolve
+from personalai_contracts.trainer_config import LoraConfig, TrainerConfig
+from personalai_trainer.config import Machine
+from personalai_trainer.errors import ConfigError
 
 
 def resolve_base_model(config: TrainerConfig) -> tuple[str, str | None]:
@@ -30,6 +33,11 @@ def resolve_base_model(config: TrainerConfig) -> tuple[str, str | None]:
     cached = cache / config.base_model
     if cached.is_dir():
         return str(cached), None
+    hub_folder = "models--" + config.base_model.replace("/", "--")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and not any((root / hub_folder).is_dir()
+                                                          for root in (cache, cache / "hub")):
+        raise ConfigError(f"baseModel {config.base_model} is not in the model cache {config.paths.model_cache}, and "
+                          "downloads are off there (HF_HUB_OFFLINE=1): put the model in the cache first (README)")
     return config.base_model, str(cache)
 
 

@@ -18,7 +18,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from personalai_reflections import Reflection
+from personalai_contracts import Reflection
 
 CHOICES = 4  # one real fact and three distractors: chance is 25%
 MIN_PREFIX_WORDS = 6  # a fact in the first few words has too little context to be recalled

@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from personalai_reflections.paths import resolve
+from pydantic import ValidationError
+
+from personalai_contracts.paths import resolve
+from personalai_contracts.run_report import RunReport
 
 log = logging.getLogger("personalai_trainer")
 
@@ -166,9 +169,16 @@ class StatusReporter:
                                           "microBatchSize")})
         if not self.host:
             return False
+        try:  # the contract's bounds, here as well as at the API server: a bad field is named in our own log
+            report = RunReport.model_validate(status).to_status()
+        except ValidationError as error:
+            self.failures += 1
+            log.error("status report out of its schema", extra={"fields": {
+                "fields": sorted({".".join(str(part) for part in e["loc"]) for e in error.errors()})}})
+            return False
         try:
             patch_training_run_status(self.host, resolve(f"{SERVICE_ACCOUNT_DIR}/token"),
-                                      resolve(f"{SERVICE_ACCOUNT_DIR}/ca.crt"), self.namespace, self.name, status)
+                                      resolve(f"{SERVICE_ACCOUNT_DIR}/ca.crt"), self.namespace, self.name, report)
             return True
         except (OSError, urllib.error.URLError, ValueError) as error:
             self.failures += 1

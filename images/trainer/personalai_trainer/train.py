@@ -2,8 +2,8 @@
 
     python -m personalai_trainer --config /etc/personalai/config.json
 
-Every default lives in config.py with its reason; the helpers (packing, batching, schedule,
-validation, artifacts, reporting) are pure or small and tested on their own.
+Every config default lives in personalai_contracts.trainer_config with its reason; the helpers
+(packing, batching, schedule, validation, reporting) are pure or small and tested on their own.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from personalai_reflections import ReflectionsError, parse_reflections
-from personalai_reflections.paths import resolve
-from personalai_trainer.config import TrainerConfig, check_environment, choose_attention, probe_machine
+from personalai_contracts import ReflectionsError, gate, parse_reflections
+from personalai_contracts.paths import resolve
+from personalai_contracts.trainer_config import TrainerConfig
+from personalai_trainer.config import check_environment, choose_attention, probe_machine
 from personalai_trainer.errors import ConfigError, DataError
 from personalai_trainer.reporting import StatusReporter, TrainerMetrics, build_progress, log_event
 
@@ -34,10 +35,10 @@ class RunResult:
 def main(config: TrainerConfig) -> RunResult:
     import torch
 
-    from personalai_reflections import memory
+    from personalai_contracts import memory
+    from personalai_contracts.artifacts import write_manifest
     from personalai_trainer import checkpoints, fidelity, validation
-    from personalai_trainer.artifacts import write_manifest
-    from personalai_trainer.batching import MicroBatchController, ModelShape, plan_micro_batch
+    from personalai_trainer.batching import MicroBatchController, ModelShape, plan_micro_batch, rows_per_step
     from personalai_trainer.examples import (
         build_examples,
         build_system_prompt,
@@ -117,9 +118,10 @@ def main(config: TrainerConfig) -> RunResult:
     model = load_base_model(source, quantization=training.quantization, attention=attention, dtype=dtype,
                             device=device, cache_dir=cache_dir)
     shape = ModelShape.from_config(model.config, quantized_4bit=training.quantization == "nf4")
+    step_rows = rows_per_step(training)
     free_bytes = torch.cuda.mem_get_info()[0] if machine.cuda else None
     plan = plan_micro_batch(free_bytes=free_bytes, shape=shape, row_tokens=training.max_seq_length,
-                            rows_per_step=training.rows_per_step, requested=training.batch_size,
+                            rows_per_step=step_rows, requested=training.batch_size,
                             checkpointing_mode=training.gradient_checkpointing, dynamic=training.dynamic_batching)
     model = apply_lora(model, training.lora, gradient_checkpointing=plan.checkpointing)
     candidates = fidelity.standard_candidates(model, train_reflections, training.seed)
@@ -133,13 +135,13 @@ def main(config: TrainerConfig) -> RunResult:
               microBatch=plan.micro_batch, gradientCheckpointing=plan.checkpointing, plan=plan.reason)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=training.learning_rate,
                                   weight_decay=0.0, fused=machine.cuda)  # fused: one kernel per step on GPU
-    controller = MicroBatchController(plan.micro_batch, training.rows_per_step, plan.checkpointing,
+    controller = MicroBatchController(plan.micro_batch, step_rows, plan.checkpointing,
                                       training.gradient_checkpointing, training.dynamic_batching)
     flatten = attention == "flash_attention_2"  # varlen FlashAttention reads packing from a single row
     pad_id = tokenizer.pad_token_id
 
     # --- train: resume where a killed pod stopped; every step covers the same rows whatever the memory --------
-    steps_per_epoch = math.ceil(len(train_rows) / training.rows_per_step)
+    steps_per_epoch = math.ceil(len(train_rows) / step_rows)
     total_steps = steps_per_epoch * training.epochs
     fingerprint = run_fingerprint(config, raw_bytes)
     checkpoint_root = resolve(config.paths.checkpoints)
@@ -156,8 +158,8 @@ def main(config: TrainerConfig) -> RunResult:
     seconds_per_step: float | None = None
     for step in range(start_step, total_steps):
         epoch, index = divmod(step, steps_per_epoch)
-        rows = shuffle_rows(train_rows, training.seed, epoch)[index * training.rows_per_step:
-                                                            (index + 1) * training.rows_per_step]
+        rows = shuffle_rows(train_rows, training.seed, epoch)[index * step_rows:
+                                                            (index + 1) * step_rows]
         if machine.cuda:
             torch.cuda.reset_peak_memory_stats()
         result = train_step(model, optimizer, rows, controller, pad_id=pad_id, flatten=flatten, device=device,
@@ -227,7 +229,7 @@ def main(config: TrainerConfig) -> RunResult:
     if current:
         results["baselines"][validation.CURRENT]["version"] = current.version
         model.delete_adapter(validation.CURRENT)  # only the new adapter is saved
-    passed, reasons = validation.decide_passed(validation.gate_inputs(report), config.validation.gate())
+    passed, reasons = gate.decide_passed(validation.gate_inputs(report), gate.gate_from(config.validation))
     log_event("validation", passed=passed, reasons=reasons, **{k: v for k, v in results.items() if k != "baselines"})
 
     # --- save: adapter, tokenizer, manifest with every file's sha256 ---------------------------------------
@@ -272,7 +274,7 @@ class CurrentAdapter:
 
 def load_current_adapter(model, config: TrainerConfig) -> CurrentAdapter | None:
     """The adapter being served, verified against its manifest, when it was trained on this base model."""
-    from personalai_trainer.artifacts import ArtifactError, verify_adapter_dir
+    from personalai_contracts.artifacts import ArtifactError, verify_adapter_dir
 
     if not config.paths.current_adapter:
         return None
@@ -291,9 +293,9 @@ def load_current_adapter(model, config: TrainerConfig) -> CurrentAdapter | None:
 
 
 def write_memory_index(output: Path, reflections, embedder) -> None:
-    """memory.json + memory.f32 beside the adapter (personalai_reflections.memory), before the manifest
+    """memory.json + memory.f32 beside the adapter (personalai_contracts.memory), before the manifest
     hashes the folder: the index is personal data, checked and erased with the adapter."""
-    from personalai_reflections import memory
+    from personalai_contracts import memory
 
     items = memory.build_items(reflections)
     vectors = embedder.encode([memory.memory_text(item) for item in items], normalize_embeddings=True,

@@ -2,7 +2,7 @@
 
 The metrics and how each is computed are defined in fidelity.py. Here they are put together:
 `evaluate_candidates` scores every candidate on the same evaluation set and compares the adapter
-with each baseline; `decide_passed` is the gate. The gate is relative where absolute numbers depend
+with each baseline; the gate itself is personalai_contracts.gate. The gate is relative where absolute numbers depend
 on the base model (perplexity of a 135M model and of a 7B model differ by an order of magnitude):
 the adapter must beat the untouched base model by a margin, and clear floors that a random model
 or a degenerate one cannot.
@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
+
+from personalai_contracts.run_report import MAX_REPORTED_LOSS
 
 _WORDS = re.compile(r"\w+(?:['’-]\w+)*")
 
@@ -27,22 +28,8 @@ ADAPTER_NO_MEMORY = "adapterWithoutMemory"
 BASE_NO_MEMORY = "baseWithoutMemory"
 
 
-@dataclass(frozen=True)
-class Gate:
-    """The promotion thresholds (the CR's spec.validation); None switches a threshold off."""
-
-    min_perplexity_gain: float | None = 0.2
-    min_perplexity_gain_over_in_context: float | None = 0.0
-    max_perplexity: float | None = None
-    min_coherence: float | None = 0.4
-    min_personality_consistency: float | None = 0.25
-    min_closer_than_base: float | None = None
-    min_attribution: float | None = None
-    min_knowledge: float | None = None
-
-
 def perplexity_from_loss(loss: float) -> float:
-    return math.exp(min(loss, 50.0))  # capped: exp of a diverged loss would overflow to inf in JSON
+    return math.exp(min(loss, MAX_REPORTED_LOSS))  # capped: a diverged loss would overflow the report's bounds
 
 
 def repetition_ratio(text: str, size: int = 3) -> float:
@@ -137,33 +124,6 @@ def gate_inputs(report: dict) -> dict:
     return {**adapter, "perplexityGain": versus.get(BASE, {}).get("perplexityGain"),
             "perplexityGainOverInContext": versus.get(IN_CONTEXT, {}).get("perplexityGain"),
             "closerThanBase": versus.get(BASE, {}).get("closer")}
-
-
-def decide_passed(metrics: dict, gate: Gate) -> tuple[bool, list[str]]:
-    """Whether the adapter may be promoted, and each threshold it missed, as a sentence."""
-    checks = [  # (field, threshold, higher is better, words)
-        ("perplexityGain", gate.min_perplexity_gain, True, "held-out perplexity gain over the base model"),
-        ("perplexityGainOverInContext", gate.min_perplexity_gain_over_in_context, True,
-         "held-out perplexity gain over the base model prompted with the person's answers"),
-        ("perplexity", gate.max_perplexity, False, "held-out perplexity"),
-        ("coherence", gate.min_coherence, True, "coherence"),
-        ("personalityConsistency", gate.min_personality_consistency, True, "personality consistency"),
-        ("closerThanBase", gate.min_closer_than_base, True,
-         "share of held-out questions answered closer to the person than the base model"),
-        ("attribution", gate.min_attribution, True, "attribution"),
-        ("knowledge", gate.min_knowledge, True, "knowledge-probe accuracy"),
-    ]
-    reasons = []
-    for field, threshold, higher, words in checks:
-        if threshold is None:
-            continue
-        value = metrics.get(field)
-        if value is None or not math.isfinite(value):
-            reasons.append(f"{words} could not be measured")
-        elif (value < threshold) if higher else (value > threshold):
-            bound = "minimum" if higher else "maximum"
-            reasons.append(f"{words} {value:.3f} is {'under' if higher else 'over'} the {bound} {threshold}")
-    return not reasons, reasons
 
 
 PERPLEXITY_TOLERANCE = 0.1  # an epoch within 10% of the best held-out perplexity still generalises

@@ -28,6 +28,13 @@ def describe_validation_error(error: ValidationError, prefix: str = "spec") -> s
     return "; ".join(parts)[:1000]
 
 
+def namespace_of(kind: str, namespace: str | None) -> str:
+    """kopf types `namespace` as optional (cluster-scoped kinds); ours are all namespaced."""
+    if not namespace:
+        raise kopf.PermanentError(f"{kind} has no metadata.namespace; it is a namespaced kind")
+    return namespace
+
+
 def parse_spec(model: type[Model], spec: Any) -> Model:
     try:
         return model.model_validate(dict(spec or {}))

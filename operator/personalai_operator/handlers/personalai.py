@@ -1,8 +1,10 @@
-"""PersonalAI handlers: assess the reflections, make the TrainingRun for (data, config), report.
+"""PersonalAI handlers: assess the reflections, make the TrainingRun for (data, config), serve, report.
 
-Level-based: create, update, resume, a resync timer and a change of a run's phase all call the same
-idempotent `reconcile_personalai`. The run's name is a hash of (data, base model, training
-config), so a pass that finds it already there creates nothing.
+Level-based: create, update, resume, a resync timer, a change of a run's phase and a change of the
+chat server all call the same idempotent `reconcile_personalai`: read (the PersonalAI, its data,
+its run), decide (promotion), apply (the run, the chat server), derive the status in one place
+(personalai_status), write it, report (events). The run's name is a hash of (data, base model,
+training config), so a pass that finds it already there creates nothing.
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ from typing import Any
 import kopf
 
 from personalai_operator import kube, manifests, metrics, naming
-from personalai_operator.conditions import find_condition, make_condition, set_condition
-from personalai_operator.handlers.common import SETTINGS, InvalidSpec, object_lock, parse_spec
+from personalai_operator.conditions import find_condition
+from personalai_operator.handlers.common import SETTINGS, InvalidSpec, namespace_of, object_lock, parse_spec
 from personalai_operator.handlers.serving import reconcile_serving
 from personalai_operator.models import GROUP, VERSION, PersonalAISpec
-from personalai_operator.personalai_status import DataVerdict, assess_data, derive_personalai_status, unavailable
+from personalai_operator.personalai_status import (
+    DataVerdict,
+    assess_data,
+    derive_personalai_status,
+    invalid_spec_status,
+    unavailable,
+)
+from personalai_operator.promotion import Promotion, known_versions, promote
+from personalai_operator.run_trust import trusted_run
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, "personalais")
@@ -44,36 +54,41 @@ def _reconcile(namespace: str, name: str) -> dict[str, Any] | None:
     except InvalidSpec as error:
         _report_invalid(personalai, status, str(error), generation)
         raise
-    verdict = _assess(namespace, spec)
-    run = _ensure_training_run(personalai, spec, verdict) if verdict.ready else None
-    fields = derive_personalai_status(verdict, run, status, generation)
-    fields = reconcile_serving(personalai, spec, status, run, fields, generation)
+    verdict = _assess(namespace, name, spec)
+    version = verdict.trainable_version
+    made = _ensure_training_run(personalai, spec, version) if version else None
+    # The run's status is partly the trainer's to write: believe only what its Job and spec confirm.
+    run = trusted_run(made, kube.get("Job", namespace, made["metadata"]["name"]) if made else None,
+                      known_versions(status.get("currentAdapter"), status.get("adapterHistory") or []))
+    promotion = promote(status, run)
+    observed = reconcile_serving(personalai, spec, promotion)
+    fields = derive_personalai_status(verdict, run, promotion, observed, status, generation)
     if any(status.get(key) != value for key, value in fields.items()):
         kube.patch_status("PersonalAI", namespace, name, fields)
-    _announce_data_change(personalai, status, fields)
+    _announce(personalai, status, fields, promotion)
     return fields
 
 
-def _assess(namespace: str, spec: PersonalAISpec) -> DataVerdict:
+def _assess(namespace: str, personalai: str, spec: PersonalAISpec) -> DataVerdict:
     try:
-        raw = kube.read_reflections(namespace, spec.reflections)
+        raw = kube.read_reflections(namespace, spec.reflections, personalai)
     except kube.ReflectionsUnavailable as error:
         return unavailable(error.reason, str(error))
     return assess_data(raw, spec.reflections.ref.key)
 
 
-def _ensure_training_run(personalai: dict[str, Any], spec: PersonalAISpec, verdict: DataVerdict) -> dict[str, Any]:
+def _ensure_training_run(personalai: dict[str, Any], spec: PersonalAISpec, data_version: str) -> dict[str, Any]:
     """The run for the current (data, config); created when absent."""
     namespace, name = personalai["metadata"]["namespace"], personalai["metadata"]["name"]
     if SETTINGS.artifacts_volume == "pvc":
         kube.create_if_absent(manifests.build_artifacts_claim(personalai, SETTINGS))
-    fingerprint = naming.training_fingerprint(verdict.data_version, spec.base_model, spec.training)
+    fingerprint = naming.training_fingerprint(data_version, spec.base_model, spec.training)
     run_name = naming.training_run_name(name, fingerprint)
     run = kube.get("TrainingRun", namespace, run_name)
     if run is not None:
         return run
     ordinal = len(kube.list_objects("TrainingRun", namespace, naming.personalai_labels(name))) + 1
-    manifest = manifests.build_training_run(personalai, spec, run_name, verdict.data_version,
+    manifest = manifests.build_training_run(personalai, spec, run_name, data_version,
                                             naming.adapter_version(ordinal, fingerprint))
     run, created = kube.create_if_absent(manifest)
     if created:
@@ -81,35 +96,38 @@ def _ensure_training_run(personalai: dict[str, Any], spec: PersonalAISpec, verdi
     return run
 
 
-def _announce_data_change(personalai: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> None:
+def _announce(personalai: dict[str, Any], old: dict[str, Any], new: dict[str, Any], promotion: Promotion) -> None:
+    """Events for what a person would want to hear about: a new data verdict, a promoted adapter."""
     before = find_condition(old.get("conditions"), "DataReady")
     after = find_condition(new.get("conditions"), "DataReady")
     if after and (before is None or (before["status"], before["reason"]) != (after["status"], after["reason"])):
         kube.emit_event(personalai, "Normal" if after["status"] == "True" else "Warning", after["reason"],
                         after["message"])
+    if promotion.promoted and promotion.current:
+        kube.emit_event(personalai, "Normal", "AdapterPromoted",
+                        f"Adapter {promotion.current['version']} from TrainingRun "
+                        f"{promotion.current.get('trainingRun')} passed validation and is now current.")
 
 
 def _report_invalid(personalai: dict[str, Any], status: dict[str, Any], message: str, generation: int | None) -> None:
-    conditions = set_condition(status.get("conditions") or [],
-                               make_condition("Ready", False, "InvalidSpec", message, generation))
-    if conditions != status.get("conditions"):
-        kube.patch_status("PersonalAI", personalai["metadata"]["namespace"], personalai["metadata"]["name"],
-                          {"phase": "Failed", "conditions": conditions})
+    fields = invalid_spec_status(status, message, generation)
+    if fields["conditions"] != status.get("conditions"):
+        kube.patch_status("PersonalAI", personalai["metadata"]["namespace"], personalai["metadata"]["name"], fields)
         kube.emit_event(personalai, "Warning", "InvalidSpec", message)
 
 
 @kopf.on.resume(*RESOURCE, id="resume", backoff=5)
 @kopf.on.create(*RESOURCE, id="create", backoff=5)
 @kopf.on.update(*RESOURCE, id="update", field="spec", backoff=5)
-def on_personalai(namespace: str, name: str, **_: Any) -> None:
-    reconcile_personalai(namespace, name)
+def on_personalai(namespace: str | None, name: str, **_: Any) -> None:
+    reconcile_personalai(namespace_of("PersonalAI", namespace), name)
 
 
 @kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, id="resync")
-def resync_personalai(namespace: str, name: str, **_: Any) -> None:
+def resync_personalai(namespace: str | None, name: str, **_: Any) -> None:
     """Catches what no event announces: the reflections Secret edited in place."""
     try:
-        reconcile_personalai(namespace, name)
+        reconcile_personalai(namespace_of("PersonalAI", namespace), name)
     except InvalidSpec:
         pass  # reported as a condition already
     except Exception:
@@ -129,12 +147,12 @@ def refresh_owner(namespace: str, personalai: str | None) -> None:
 
 
 @kopf.on.field(GROUP, VERSION, "trainingruns", field="status.phase", id="owner-status")
-def on_run_phase(body: dict[str, Any], **_: Any) -> None:
+def on_run_phase(namespace: str | None, spec: kopf.Spec, **_: Any) -> None:
     """A run changed phase: bring its PersonalAI's Trained/Ready up to date now."""
-    refresh_owner(body["metadata"]["namespace"], (body.get("spec") or {}).get("personalAI"))
+    refresh_owner(namespace_of("TrainingRun", namespace), spec.get("personalAI"))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={naming.LABEL_COMPONENT: "server"}, id="server-status")
-def on_server_deployment(body: dict[str, Any], **_: Any) -> None:
+def on_server_deployment(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
     """The chat server's Deployment changed (a pod became Ready, or not): refresh Serving now."""
-    refresh_owner(body["metadata"]["namespace"], (body["metadata"].get("labels") or {}).get(naming.LABEL_PERSONALAI))
+    refresh_owner(namespace_of("Deployment", namespace), labels.get(naming.LABEL_PERSONALAI))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import kopf
 
@@ -13,15 +14,15 @@ from personalai_operator.naming import LABEL_TRAINING_RUN
 
 
 @kopf.on.login()
-def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+def login(logger: kopf.Logger, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
     """In a pod: its ServiceAccount (through the path prefix); elsewhere: $KUBECONFIG as kopf reads it."""
     if incluster.in_cluster():
         return incluster.connection_info()
-    return kopf.login_via_client(**kwargs)
+    return kopf.login_via_client(logger=logger, settings=settings)
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: object) -> None:
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # One replica by design: no peering objects to install or leases to wait for.
     settings.peering.standalone = True
     # Keep kopf's bookkeeping in annotations: the CRD status schema has no room for it (pruned).

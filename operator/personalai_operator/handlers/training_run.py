@@ -14,9 +14,10 @@ from pydantic import ValidationError
 
 from personalai_operator import kube, manifests, metrics, naming
 from personalai_operator.conditions import find_condition, make_condition, set_condition
-from personalai_operator.handlers.common import SETTINGS, InvalidSpec, object_lock, parse_spec
+from personalai_operator.handlers.common import SETTINGS, InvalidSpec, namespace_of, object_lock, parse_spec
 from personalai_operator.models import GROUP, VERSION, PersonalAISpec, TrainingRunSpec
-from personalai_operator.run_status import PHASES_DONE, derive_run_status, status_changed, validated_condition
+from personalai_operator.run_status import PHASES_DONE, derive_run_status, status_changed
+from personalai_operator.run_trust import run_refusal, trusted_run
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, "trainingruns")
@@ -46,11 +47,19 @@ def _reconcile(namespace: str, name: str) -> str | None:
         raise
     job = kube.get("Job", namespace, name)
     if status.get("phase") not in PHASES_DONE:
-        job = _ensure_children(run, spec) or job
+        personalai = kube.get("PersonalAI", namespace, spec.personal_ai)
+        refusal = None if job else run_refusal(run, personalai, kube.read_metadata(
+            spec.reflections.kind, namespace, spec.reflections.ref.name))
+        if refusal:  # not its PersonalAI's own run: no Job, so no trainer mounts that Secret or volume
+            _report_failed(run, "Refused", refusal)
+            return "Failed"
+        job = _ensure_children(run, spec, personalai) or job
     pods = kube.list_objects("Pod", namespace, {naming.LABEL_TRAINING_RUN: name}) if job else []
     if job is None and status.get("phase") in PHASES_DONE:
         return status["phase"]  # the Job was cleaned up after the run ended; keep the recorded outcome
-    update = derive_run_status(job, pods, status, generation)
+    trusted = trusted_run(run, job) or run
+    verdict = trusted["status"].get("validation") if trusted["status"].get("phase") == "Succeeded" else None
+    update = derive_run_status(job, pods, status, generation, validation=verdict or None)
     if status_changed(update, status):
         kube.patch_status("TrainingRun", namespace, name, update.fields)
     for event in update.events:
@@ -62,10 +71,10 @@ def _reconcile(namespace: str, name: str) -> str | None:
     return update.fields["phase"]
 
 
-def _ensure_children(run: dict[str, Any], spec: TrainingRunSpec) -> dict[str, Any] | None:
+def _ensure_children(run: dict[str, Any], spec: TrainingRunSpec,
+                     personalai: dict[str, Any] | None) -> dict[str, Any] | None:
     """Create whatever the run lacks (storage, config, RBAC, the Job); returns the Job."""
     namespace = run["metadata"]["namespace"]
-    personalai = kube.get("PersonalAI", namespace, spec.personal_ai)
     display_name = (personalai or {}).get("spec", {}).get("displayName") or spec.personal_ai
     current_adapter = (((personalai or {}).get("status") or {}).get("currentAdapter") or {}).get("version")
     try:
@@ -73,8 +82,7 @@ def _ensure_children(run: dict[str, Any], spec: TrainingRunSpec) -> dict[str, An
     except ValidationError:
         memory = None  # the PersonalAI's own reconcile reports its spec; the trainer's defaults apply
     if SETTINGS.artifacts_volume == "pvc":
-        # Owned by the PersonalAI so the server can mount it after the run is gone; a hand-made
-        # run without one owns its own.
+        # Owned by the PersonalAI so the server can mount it after the run is gone.
         owner = personalai or run
         claim = manifests.build_artifacts_claim(owner, SETTINGS)
         claim["metadata"]["name"] = naming.artifacts_claim_name(spec.personal_ai)
@@ -93,28 +101,33 @@ def _ensure_children(run: dict[str, Any], spec: TrainingRunSpec) -> dict[str, An
 
 
 def _report_invalid(run: dict[str, Any], status: dict[str, Any], message: str, generation: int | None) -> None:
+    _report_failed(run, "InvalidSpec", message)
+
+
+def _report_failed(run: dict[str, Any], reason: str, message: str) -> None:
+    """Failed for a reason no retry fixes (the spec), said once as a condition, the message and an Event."""
+    status = run.get("status") or {}
     conditions = set_condition(status.get("conditions") or [],
-                               make_condition("Failed", True, "InvalidSpec", message, generation))
+                               make_condition("Failed", True, reason, message, run["metadata"].get("generation")))
     if conditions != status.get("conditions"):
         kube.patch_status("TrainingRun", run["metadata"]["namespace"], run["metadata"]["name"],
                           {"phase": "Failed", "conditions": conditions, "message": message})
-        kube.emit_event(run, "Warning", "InvalidSpec", message)
+        kube.emit_event(run, "Warning", reason, message)
 
 
 @kopf.on.resume(*RESOURCE, id="resume", backoff=5)
 @kopf.on.create(*RESOURCE, id="create", backoff=5)
-def on_training_run(namespace: str, name: str, **_: Any) -> None:
-    reconcile_training_run(namespace, name)
+def on_training_run(namespace: str | None, name: str, **_: Any) -> None:
+    reconcile_training_run(namespace_of("TrainingRun", namespace), name)
 
 
 @kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, id="resync")
-def resync_training_run(namespace: str, name: str, status: dict[str, Any], **_: Any) -> None:
+def resync_training_run(namespace: str | None, name: str, status: kopf.Status, **_: Any) -> None:
     validated = find_condition(status.get("conditions"), "Validated") or {}
-    if status.get("phase") in PHASES_DONE and status.get("validation") and \
-            validated.get("status") == validated_condition(status["validation"], None)["status"]:
-        return  # finished, and the trainer's verdict is already mirrored: nothing left to observe
+    if status.get("phase") in PHASES_DONE and validated.get("status") in ("True", "False"):
+        return  # finished, and the report already checked and judged: nothing left to observe
     try:
-        reconcile_training_run(namespace, name)
+        reconcile_training_run(namespace_of("TrainingRun", namespace), name)
     except InvalidSpec:
         pass  # reported as a condition already; a timer retrying would only repeat it
     except Exception:
@@ -124,11 +137,11 @@ def resync_training_run(namespace: str, name: str, status: dict[str, Any], **_: 
 
 @kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_TRAINING_RUN: kopf.PRESENT})
 @kopf.on.event("v1", "pods", labels={naming.LABEL_TRAINING_RUN: kopf.PRESENT})
-def on_trainer_object(body: dict[str, Any], **_: Any) -> None:
+def on_trainer_object(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
     """A Job or pod of a run changed: reconcile the run now rather than at the next resync."""
-    run_name = body["metadata"]["labels"][naming.LABEL_TRAINING_RUN]
+    run_name = labels[naming.LABEL_TRAINING_RUN]
     try:
-        reconcile_training_run(body["metadata"]["namespace"], run_name)
+        reconcile_training_run(namespace_of("Job or Pod", namespace), run_name)
     except InvalidSpec:
         pass
     except Exception as error:  # the next event or the resync timer will try again

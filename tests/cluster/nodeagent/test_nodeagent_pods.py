@@ -56,7 +56,7 @@ def pid_alive(pid: int) -> bool:
 
 JOB_PROGRAM = """
 import json, os
-from personalai_reflections.paths import resolve
+from personalai_contracts.paths import resolve
 secret = resolve('/etc/token/api/token.txt')
 result = {'greeting': resolve('/etc/settings/greeting').read_text(),
           'secretMatches': secret.read_text() == 's3cret',
@@ -172,7 +172,7 @@ def test_deployment_pods_become_ready_and_answer_on_their_own_pod_ips(cluster, n
 
 SELF_LOOKUP_PROGRAM = """
 import json, os, ssl, urllib.request
-from personalai_reflections.paths import resolve
+from personalai_contracts.paths import resolve
 account = resolve('/var/run/secrets/kubernetes.io/serviceaccount')
 context = ssl.create_default_context(cafile=str(account / 'ca.crt'))
 url = 'https://{}:{}/api/v1/namespaces/{}/pods/{}'.format(os.environ['KUBERNETES_SERVICE_HOST'],

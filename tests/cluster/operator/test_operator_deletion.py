@@ -1,7 +1,7 @@
 """Deleting a PersonalAI leaves nothing it owned once the garbage collector has run."""
 
 import pytest
-from operator_cluster_helpers import EXAMPLES, get_json, items
+from cluster_harness import EXAMPLES, get_json, items
 
 from devcluster.waiting import wait_for
 

@@ -1,10 +1,11 @@
 """Never a second Job for one run: not on re-apply, not when the operator is killed mid-reconcile,
 not when two reconciles race into 409 conflicts."""
 
+import json
 import threading
 
 import pytest
-from operator_cluster_helpers import EXAMPLES, get_json, items
+from cluster_harness import EXAMPLES, get_json, items
 
 from devcluster.waiting import wait_for
 
@@ -33,15 +34,19 @@ def test_racing_reconciles_conflict_into_one_job(cluster, operator, ns, monkeypa
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     from personalai_operator.handlers import training_run
 
-    hand_made = {
-        "apiVersion": "personalai.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "race-1"},
-        "spec": {"personalAI": "race", "adapterVersion": "v1-race",
-                 "reflections": {"secretRef": {"name": "luke-reflections", "key": "luke.jsonl"}}},
-    }
-    import json
     operator.stop()  # the shared operator would otherwise take part in the race
     try:
-        cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLES / "luke-reflections-secret.yaml"))
+        # Luke's PersonalAI, and a run of his made as the operator would make one (owned by him, his
+        # reflections): the operator starts trainers only for a PersonalAI's own runs.
+        cluster.kubectl("apply", "--server-side", "-n", ns, "-f", str(EXAMPLES))
+        luke = get_json(cluster, "personalais", "luke", "-n", ns)
+        hand_made = {
+            "apiVersion": "personalai.dev/v1alpha1", "kind": "TrainingRun",
+            "metadata": {"name": "race-1", "labels": {"personalai.dev/personalai": "luke"},
+                         "ownerReferences": [{"apiVersion": "personalai.dev/v1alpha1", "kind": "PersonalAI",
+                                              "name": "luke", "uid": luke["metadata"]["uid"]}]},
+            "spec": {"personalAI": "luke", "adapterVersion": "v1-race", "reflections": luke["spec"]["reflections"]},
+        }
         cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(hand_made))
         errors, phases = [], []
         barrier = threading.Barrier(4)
@@ -64,5 +69,6 @@ def test_racing_reconciles_conflict_into_one_job(cluster, operator, ns, monkeypa
     finally:
         operator.start()
     wait_for(lambda: (get_json(cluster, "trainingruns", "race-1", "-n", ns).get("status") or {}).get("phase")
-             == "Succeeded", timeout=90, message="the hand-made run to finish")
-    assert len(items(cluster, "jobs", ns)) == 1
+             == "Succeeded", timeout=90, message="the raced run to finish")
+    # One Job for the raced run (the restarted operator also makes luke's own run, with its own Job).
+    assert [j["metadata"]["name"] for j in items(cluster, "jobs", ns)].count("race-1") == 1

@@ -7,7 +7,7 @@ import copy
 import json
 
 import pytest
-from operator_cluster_helpers import EXAMPLES
+from cluster_harness import EXAMPLES
 
 pytestmark = pytest.mark.cluster
 
@@ -80,6 +80,9 @@ CASES = [  # (id, manifest, field path the error must name)
     ("perplexity-under-one", _with(PAI, "spec.validation.maxPerplexity", 0.5), "spec.validation.maxPerplexity"),
     ("negative-retention", _with(PAI, "spec.retention.sessionDays", -1), "spec.retention.sessionDays"),
     ("name-too-long", _with(PAI, "metadata.name", "l" * 50), "metadata.name"),
+    ("name-sixty-chars", _with(PAI, "metadata.name", "l" * 60), "metadata.name must be at most 45 characters"),
+    ("name-with-a-dot", _with(PAI, "metadata.name", "luke.smith"), "metadata.name must start with a lowercase letter"),
+    ("name-starting-with-a-digit", _with(PAI, "metadata.name", "1luke"), "metadata.name must start with a lowercase"),
     ("no-spec", _with(PAI, "spec", _DELETE), "spec"),
     ("run-without-adapter-version", _with(RUN, "spec.adapterVersion", _DELETE), "spec.adapterVersion"),
     ("run-bad-personalai-name", _with(RUN, "spec.personalAI", "Bad_Name"), "spec.personalAI"),
@@ -93,8 +96,7 @@ def _dry_run(cluster, namespace, manifest):
 
 
 @pytest.fixture(scope="module")
-def crd_namespace(operator_crds):
-    cluster = operator_crds
+def crd_namespace(cluster, crds):
     name = "crd-validation"
     cluster.kubectl("create", "namespace", name, check=False)
     yield name
@@ -106,26 +108,27 @@ def test_at_least_thirty_cases():
 
 
 @pytest.mark.parametrize("manifest, field", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_invalid_manifest_is_rejected_naming_the_field(operator_crds, crd_namespace, manifest, field):
-    result = _dry_run(operator_crds, crd_namespace, manifest)
+def test_invalid_manifest_is_rejected_naming_the_field(cluster, crd_namespace, manifest, field):
+    result = _dry_run(cluster, crd_namespace, manifest)
     assert result.returncode != 0, f"accepted: {json.dumps(manifest)}"
     assert field in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("manifest", [PAI, RUN], ids=["minimal-personalai", "minimal-trainingrun"])
-def test_minimal_manifests_are_accepted(operator_crds, crd_namespace, manifest):
-    result = _dry_run(operator_crds, crd_namespace, manifest)
+@pytest.mark.parametrize("manifest", [PAI, _with(PAI, "metadata.name", "l" * 45), RUN],
+                         ids=["minimal-personalai", "longest-personalai-name", "minimal-trainingrun"])
+def test_minimal_manifests_are_accepted(cluster, crd_namespace, manifest):
+    result = _dry_run(cluster, crd_namespace, manifest)
     assert result.returncode == 0, result.stderr
 
 
-def test_examples_are_accepted(operator_crds, crd_namespace):
+def test_examples_are_accepted(cluster, crd_namespace):
     for path in sorted(EXAMPLES.glob("*.yaml")):
-        result = operator_crds.kubectl("apply", "--dry-run=server", "-n", crd_namespace, "-f", str(path), check=False)
+        result = cluster.kubectl("apply", "--dry-run=server", "-n", crd_namespace, "-f", str(path), check=False)
         assert result.returncode == 0, f"{path.name}: {result.stderr}"
 
 
-def test_defaults_are_filled_in_by_the_api_server(operator_crds, crd_namespace):
-    result = operator_crds.kubectl("apply", "--dry-run=server", "-n", crd_namespace, "-o", "json", "-f", "-",
+def test_defaults_are_filled_in_by_the_api_server(cluster, crd_namespace):
+    result = cluster.kubectl("apply", "--dry-run=server", "-n", crd_namespace, "-o", "json", "-f", "-",
                                    input=json.dumps(PAI))
     spec = json.loads(result.stdout)["spec"]
     assert spec["baseModel"] == "mistralai/Mistral-7B-Instruct-v0.3"
@@ -133,8 +136,7 @@ def test_defaults_are_filled_in_by_the_api_server(operator_crds, crd_namespace):
     assert spec["serving"]["temperature"] == 0.7 and spec["serving"]["historyWindow"] == 10
 
 
-def test_training_run_spec_is_immutable(operator_crds, crd_namespace):
-    cluster = operator_crds
+def test_training_run_spec_is_immutable(cluster, crd_namespace):
     cluster.kubectl("apply", "-n", crd_namespace, "-f", "-", input=json.dumps(RUN))
     try:
         result = cluster.kubectl("patch", "trainingruns", "luke-1", "-n", crd_namespace, "--type=merge",
@@ -144,8 +146,8 @@ def test_training_run_spec_is_immutable(operator_crds, crd_namespace):
         cluster.kubectl("delete", "trainingruns", "luke-1", "-n", crd_namespace, "--ignore-not-found", check=False)
 
 
-def test_kubectl_explain_describes_the_fields(operator_crds):
-    out = operator_crds.kubectl("explain", "personalais.spec.training.lora.rank").stdout
+def test_kubectl_explain_describes_the_fields(cluster, crds):
+    out = cluster.kubectl("explain", "personalais.spec.training.lora.rank").stdout
     assert "LoRA rank" in out
-    out = operator_crds.kubectl("explain", "trainingruns.status.progress").stdout
+    out = cluster.kubectl("explain", "trainingruns.status.progress").stdout
     assert "Live progress" in out and "tokensPerSecond" in out

@@ -4,8 +4,8 @@ import json
 
 import kubernetes
 import pytest
+from cluster_harness import EXAMPLES, get_json, items
 from kubernetes.client.rest import ApiException
-from operator_cluster_helpers import EXAMPLES, get_json, items
 
 from devcluster.waiting import wait_for
 

@@ -5,7 +5,7 @@ import json
 import time
 
 import pytest
-from operator_cluster_helpers import EXAMPLES, condition, get_json, items, personalai_manifest, secret_manifest
+from cluster_harness import EXAMPLES, condition, get_json, items, personalai_manifest, secret_manifest
 
 from devcluster.waiting import wait_for
 
@@ -19,7 +19,7 @@ def _data_ready(cluster, ns, name):
 
 def test_too_little_data_says_what_is_missing_and_trains_nothing(cluster, operator, ns):
     short = (EXAMPLES / "reflections" / "luke-short.csv").read_text(encoding="utf-8")
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=secret_manifest("short", "luke-short.csv", short))
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=secret_manifest("short", "luke-short.csv", short, "shorty"))
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=personalai_manifest("shorty", "short", "luke-short.csv"))
     ready = wait_for(lambda: _data_ready(cluster, ns, "shorty")[0], timeout=60, message="DataReady on shorty")
     assert ready["status"] == "False" and ready["reason"] == "InsufficientData"
@@ -38,14 +38,14 @@ def test_too_little_data_says_what_is_missing_and_trains_nothing(cluster, operat
 def test_malformed_data_is_a_condition_not_a_crash(cluster, operator, ns):
     secret_text = "My secret sentence about the old mill"
     bad = json.dumps({"question": "q", "category": "c", "answer": secret_text}) + "\n{not json: " + secret_text + "\n"
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=secret_manifest("bad", "bad.jsonl", bad))
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=secret_manifest("bad", "bad.jsonl", bad, "broken"))
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=personalai_manifest("broken", "bad", "bad.jsonl"))
     ready = wait_for(lambda: _data_ready(cluster, ns, "broken")[0], timeout=60, message="DataReady on broken")
     assert ready["status"] == "False" and ready["reason"] == "ReflectionsMalformed"
     assert "2" in ready["message"]  # the line number
     assert operator.alive()
     pai = _data_ready(cluster, ns, "broken")[1]
-    everything = json.dumps(pai) + json.dumps(items(cluster, "events", ns)) + operator.log_tail(400)
+    everything = json.dumps(pai) + json.dumps(items(cluster, "events", ns)) + operator.log_text()
     assert "old mill" not in everything
     assert items(cluster, "trainingruns", ns) == []
 
@@ -55,7 +55,7 @@ def test_missing_secret_then_created_trains(cluster, operator, ns):
     ready = wait_for(lambda: _data_ready(cluster, ns, "later")[0], timeout=60, message="DataReady on later")
     assert ready["status"] == "False" and ready["reason"] == "SecretNotFound" and "later-data" in ready["message"]
     text = (EXAMPLES / "reflections" / "luke.jsonl").read_text(encoding="utf-8")
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=secret_manifest("later-data", "luke.jsonl", text))
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=secret_manifest("later-data", "luke.jsonl", text, "later"))
     runs = wait_for(lambda: items(cluster, "trainingruns", ns), timeout=60,
                     message="a run once the Secret exists (level-based, no PersonalAI change)")
     assert len(runs) == 1

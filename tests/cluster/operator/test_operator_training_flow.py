@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from operator_cluster_helpers import EXAMPLES, condition, get_json, items
+from cluster_harness import EXAMPLES, condition, get_json, items
 
 from devcluster.waiting import wait_for
 
@@ -45,14 +45,15 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
     config = json.loads(get_json(cluster, "configmap", f"{run}-config", "-n", ns)["data"]["config.json"])
     assert config["run"]["name"] == run and config["paths"]["reflections"] == "/data/reflections/luke.jsonl"
 
-    # What the trainer patches (kwok runs no trainer): progress shows in the printer columns, and a
-    # passed validation lets the PersonalAI take the adapter.
+    # What the trainer patches (kwok runs no trainer): progress shows in the printer columns, and
+    # metrics that pass the default gate (the operator recomputes the verdict) promote the adapter.
     adapter = tr["spec"]["adapterVersion"]
     progress = {"status": {"progress": {"epoch": 1.5, "totalEpochs": 4, "loss": 1.234, "percent": 40,
                                         "eta": "3m20s", "step": 12, "totalSteps": 30},
                            "artifact": {"location": f"/artifacts/{adapter}", "adapterVersion": adapter},
                            "validation": {"evalLoss": 0.9, "perplexity": 2.4, "coherence": 0.9,
-                                          "personalityConsistency": 0.95, "passed": True, "reasons": []}}}
+                                          "personalityConsistency": 0.95, "perplexityGain": 0.45,
+                                          "perplexityGainOverInContext": 0.2, "passed": True, "reasons": []}}}
     cluster.kubectl("patch", "trainingruns", run, "-n", ns, "--subresource=status", "--type=merge",
                     "-p", json.dumps(progress))
     table = cluster.kubectl("get", "trainingruns", "-n", ns).stdout
@@ -60,9 +61,8 @@ def test_examples_train_on_an_rtx5090_node(cluster, operator, ns):
     assert header.split() == ["NAME", "PERSONALAI", "PHASE", "EPOCH", "LOSS", "PROGRESS", "ETA", "NODE", "AGE"]
     assert row.split()[:8] == [run, "luke", "Succeeded", "1.5", "1.234", "40", "3m20s", pod["spec"]["nodeName"]]
 
-    pai = wait_for(lambda: (lambda p: p if condition(p, "Trained") and condition(p, "Trained")["status"] == "True"
-                            else None)(get_json(cluster, "personalais", "luke", "-n", ns)),
-                   timeout=60, message="luke Trained")
+    pai = wait_for(lambda: (lambda p: p if condition(p, "Trained").get("status") == "True" else None)(
+        get_json(cluster, "personalais", "luke", "-n", ns)), timeout=60, message="luke Trained")
     assert condition(pai, "DataReady")["status"] == "True" and pai["status"]["dataAssessment"]["level"] == "optimal"
     assert pai["status"]["observedGeneration"] == pai["metadata"]["generation"]
     pai_table = cluster.kubectl("get", "personalais", "-n", ns).stdout.splitlines()

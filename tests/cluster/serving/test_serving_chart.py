@@ -15,19 +15,8 @@ import uuid
 
 import pytest
 import yaml
-from serving_cluster_helpers import (
-    NODE_PRODUCT,
-    REPO,
-    OperatorSubprocess,
-    condition,
-    create_personalai,
-    ensure_node,
-    finish_run,
-    get_json,
-    items,
-    personalai,
-    wait_serving,
-)
+from cluster_harness import REPO, OperatorProcess, condition, get_json, items
+from serving_cluster_helpers import create_personalai, finish_run, personalai, wait_serving
 
 from devcluster.waiting import wait_for
 
@@ -64,8 +53,7 @@ def test_chart_lints_clean_and_renders_crds(cluster):
     assert not [r for r in rules if "*" in r["verbs"] + r["resources"] + r["apiGroups"]], "wildcards in RBAC"
 
 
-def test_chart_installs_operator_works_with_its_rbac_and_uninstalls_clean(cluster, serving_crds, tmp_path):
-    ensure_node(cluster)
+def test_chart_installs_operator_works_with_its_rbac_and_uninstalls_clean(cluster, crds, suite, gpu_nodes, tmp_path):
     suffix = uuid.uuid4().hex[:5]
     release, release_ns, watched = f"srvc-{suffix}", f"srvchart-{suffix}", f"srvchartw-{suffix}"
     for ns in (release_ns, watched):
@@ -73,7 +61,7 @@ def test_chart_installs_operator_works_with_its_rbac_and_uninstalls_clean(cluste
     operator, uninstalled = None, False
     try:
         install = cluster.helm("install", release, CHART, "-n", release_ns, "--set", "crds.install=false",
-                               "--set", f"watchNamespaces={{{watched}}}", "--set", f"gpu.product={NODE_PRODUCT}",
+                               "--set", f"watchNamespaces={{{watched}}}", "--set", f"gpu.product={suite.gpu_product}",
                                "--set", "gpu.servingSharing=shared", "--set", "operator.resyncSeconds=2", check=False)
         assert install.returncode == 0, install.stderr
         assert "STATUS: deployed" in install.stdout
@@ -85,7 +73,7 @@ def test_chart_installs_operator_works_with_its_rbac_and_uninstalls_clean(cluste
         env = {e["name"]: e.get("value", "") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["PERSONALAI_NAMESPACES"] == watched
         kubeconfig = _token_kubeconfig(cluster, tmp_path / "chart-sa.kubeconfig", sa, release_ns)
-        operator = OperatorSubprocess(tmp_path / "chart-operator.log", kubeconfig, env).start()
+        operator = OperatorProcess(tmp_path / "chart-operator.log", kubeconfig, env).start()
 
         create_personalai(cluster, watched, "zoe")
         wait_for(lambda: condition(personalai(cluster, watched, "zoe"), "DataReady").get("status") == "True",

@@ -8,35 +8,33 @@ GPU, so the single simulated GPU of the node never decides the outcome; only the
 """
 
 import pytest
+from cluster_harness import condition, get_json
 from serving_cluster_helpers import (
-    EXTRA_NODE,
     MODEL_SLOT,
-    NODE,
-    NODE_PRODUCT,
-    PRODUCT_LABEL,
-    condition,
     create_personalai,
     drain_leftovers,
     finish_run,
-    get_json,
     personalai,
     server_pods,
     wait_serving,
 )
 
+from devcluster.nodes import GPU_PRODUCT_LABEL
 from devcluster.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
 NAMES = ("amy", "ben", "cal", "dee")
+EXTRA_NODE = "srv-rtx5090-extra"  # a second node of the suite's GPU product, joining mid-test
 
 
 @pytest.fixture
-def one_gpu_node(cluster, serving_operator):
+def one_gpu_node(cluster, suite, operator):
     """Only this suite's node is eligible, and nothing else holds its slots."""
+    (node,) = suite.nodes
     cluster.delete_node(EXTRA_NODE)
-    drain_leftovers(cluster, NODE)
-    yield NODE
+    drain_leftovers(cluster, node)
+    yield node
     cluster.delete_node(EXTRA_NODE)
 
 
@@ -57,36 +55,36 @@ def _wait_exhausted(cluster, ns, name) -> dict:
     return pods[0]
 
 
-def test_fourth_model_waits_for_a_slot_then_starts_when_one_frees_or_a_node_joins(cluster, one_gpu_node, srv_ns):
+def test_fourth_model_waits_for_a_slot_then_starts_when_one_frees_or_a_node_joins(cluster, suite, one_gpu_node, ns):
     node = wait_for(lambda: (lambda n: n if (n["status"].get("allocatable") or {}).get(MODEL_SLOT) == "3" else None)(
-        get_json(cluster, "node", NODE)), timeout=30, message="3 model slots advertised on the GPU node")
+        get_json(cluster, "node", one_gpu_node)), timeout=30, message="3 model slots advertised on the GPU node")
     assert node["status"]["capacity"][MODEL_SLOT] == "3"
 
     for name in NAMES:
-        create_personalai(cluster, srv_ns, name)
+        create_personalai(cluster, ns, name)
     for name in NAMES:
-        finish_run(cluster, srv_ns, name, timeout=120)
+        finish_run(cluster, ns, name, timeout=120)
     for name in NAMES[:3]:
-        wait_serving(cluster, srv_ns, name, timeout=90)
-        assert _scheduled(cluster, srv_ns, name) == NODE
+        wait_serving(cluster, ns, name, timeout=90)
+        assert _scheduled(cluster, ns, name) == one_gpu_node
 
     waiting = NAMES[3]
-    pod = _wait_exhausted(cluster, srv_ns, waiting)
+    pod = _wait_exhausted(cluster, ns, waiting)
 
     # Someone deletes their PersonalAI: its server goes, and the waiting one starts in the freed slot.
-    cluster.kubectl("delete", "personalais", NAMES[0], "-n", srv_ns, "--wait=false")
-    wait_serving(cluster, srv_ns, waiting, timeout=90)
-    assert _scheduled(cluster, srv_ns, waiting) == NODE
-    assert [p["metadata"]["uid"] for p in server_pods(cluster, srv_ns, waiting)] == [pod["metadata"]["uid"]]
+    cluster.kubectl("delete", "personalais", NAMES[0], "-n", ns, "--wait=false")
+    wait_serving(cluster, ns, waiting, timeout=90)
+    assert _scheduled(cluster, ns, waiting) == one_gpu_node
+    assert [p["metadata"]["uid"] for p in server_pods(cluster, ns, waiting)] == [pod["metadata"]["uid"]]
 
     # A fifth PersonalAI waits again; a second RTX 5090 node joins, the operator gives it slots, and
     # the scheduler places the waiting pod there, with nobody touching the PersonalAI.
-    create_personalai(cluster, srv_ns, "eve")
-    finish_run(cluster, srv_ns, "eve", timeout=120)
-    pod = _wait_exhausted(cluster, srv_ns, "eve")
-    cluster.add_gpu_node(EXTRA_NODE, gpus=1, labels={PRODUCT_LABEL: NODE_PRODUCT})
-    wait_serving(cluster, srv_ns, "eve", timeout=60)
-    assert _scheduled(cluster, srv_ns, "eve") == EXTRA_NODE
+    create_personalai(cluster, ns, "eve")
+    finish_run(cluster, ns, "eve", timeout=120)
+    pod = _wait_exhausted(cluster, ns, "eve")
+    cluster.add_gpu_node(EXTRA_NODE, gpus=1, labels={GPU_PRODUCT_LABEL: suite.gpu_product})
+    wait_serving(cluster, ns, "eve", timeout=60)
+    assert _scheduled(cluster, ns, "eve") == EXTRA_NODE
     assert get_json(cluster, "node", EXTRA_NODE)["status"]["allocatable"][MODEL_SLOT] == "3"
-    assert [p["metadata"]["uid"] for p in server_pods(cluster, srv_ns, "eve")] == [pod["metadata"]["uid"]]
-    assert personalai(cluster, srv_ns, "eve")["status"]["phase"] == "Serving"
+    assert [p["metadata"]["uid"] for p in server_pods(cluster, ns, "eve")] == [pod["metadata"]["uid"]]
+    assert personalai(cluster, ns, "eve")["status"]["phase"] == "Serving"

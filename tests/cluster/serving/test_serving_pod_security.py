@@ -3,11 +3,11 @@ Standard: the trainer Job's pod, the chat server's pod and the chart's operator 
 server-side dry run as a Pod in a namespace that enforces `restricted` (with no warnings)."""
 
 import json
-import uuid
 
 import pytest
 import yaml
-from serving_cluster_helpers import REPO, create_personalai, finish_run, get_json
+from cluster_harness import REPO, get_json
+from serving_cluster_helpers import create_personalai, finish_run
 
 from devcluster.waiting import wait_for
 
@@ -15,13 +15,11 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
-def restricted_ns(cluster):
-    name = f"srvpsa-{uuid.uuid4().hex[:5]}"
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted",
+def restricted_ns(cluster, namespace):
+    """A namespace no operator watches, enforcing (and warning about) the restricted standard."""
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
                     "pod-security.kubernetes.io/warn=restricted")
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+    return namespace
 
 
 def _dry_run_pod(cluster, namespace: str, name: str, template: dict):
@@ -35,16 +33,16 @@ def _dry_run_pod(cluster, namespace: str, name: str, template: dict):
     return cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(pod), check=False)
 
 
-def test_every_pod_template_is_admitted_as_restricted(cluster, srv_ns, restricted_ns):
+def test_every_pod_template_is_admitted_as_restricted(cluster, ns, restricted_ns):
     # The control: this namespace really refuses a pod that is not restricted.
     loose = {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}
     refused = _dry_run_pod(cluster, restricted_ns, "loose", loose)
     assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr
 
-    create_personalai(cluster, srv_ns, "pia")
-    run = finish_run(cluster, srv_ns, "pia")
-    job = get_json(cluster, "job", run["metadata"]["name"], "-n", srv_ns)
-    server = wait_for(lambda: get_json(cluster, "deployment", "pia-chat", "-n", srv_ns), timeout=60,
+    create_personalai(cluster, ns, "pia")
+    run = finish_run(cluster, ns, "pia")
+    job = get_json(cluster, "job", run["metadata"]["name"], "-n", ns)
+    server = wait_for(lambda: get_json(cluster, "deployment", "pia-chat", "-n", ns), timeout=60,
                       message="the chat server Deployment")
     rendered = yaml.safe_load_all(cluster.helm("template", "t", str(REPO / "charts" / "personalai"),
                                                "--set", "crds.install=false").stdout)

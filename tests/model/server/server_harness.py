@@ -7,6 +7,7 @@ pod does, for restart and hot-reload tests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,7 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -50,7 +53,7 @@ def make_adapter(model_dir: Path, artifacts: Path, version: str, seed: int) -> P
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from personalai_trainer.artifacts import write_manifest
+    from personalai_contracts.artifacts import write_manifest
 
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -205,3 +208,41 @@ class ServerProcess:
 def sse_events(body: str) -> list[dict]:
     """Parse a stream the way the chat page does: split on "\\n", `data: ` lines are JSON."""
     return [json.loads(line[6:]) for line in body.split("\n") if line.startswith("data: ") and line != "data: [DONE]"]
+
+
+def websocket_chat(base_url: str, message: str, token: str = TOKEN_A, timeout: float = 30.0) -> list[dict]:
+    """Say `message` over /api/ai-echo/ws as the chat page does (authenticate, wait for `ready`, send)
+    and read the events that follow up to the reply's `complete` or an `error`, each within `timeout`."""
+    import websockets
+
+    async def talk() -> list[dict]:
+        async with websockets.connect(base_url.replace("http://", "ws://") + "/api/ai-echo/ws", open_timeout=10) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token}))
+            ready = json.loads(await ws.recv())
+            assert ready["type"] == "ready", ready
+            await ws.send(json.dumps({"message": message}))
+            events: list[dict] = []
+            while not events or events[-1]["type"] not in ("complete", "error"):
+                events.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
+            return events
+
+    return asyncio.run(talk())
+
+
+@dataclass
+class OpenAIStreamRead:
+    pieces: list[str]  # the non-empty content deltas, in order
+    finish_reason: str | None
+    usage: Any  # the usage chunk, when the request asked for one (stream_options.include_usage)
+
+
+def read_openai_stream(stream) -> OpenAIStreamRead:
+    """Drain a streamed chat completion of the openai client."""
+    read = OpenAIStreamRead(pieces=[], finish_reason=None, usage=None)
+    for chunk in stream:
+        read.usage = chunk.usage or read.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                read.pieces.append(choice.delta.content)
+            read.finish_reason = choice.finish_reason or read.finish_reason
+    return read

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 
 import httpx
 import pytest
-from server_harness import TOKEN_A, auth, server_config, sse_events
+from server_harness import TOKEN_A, auth, read_openai_stream, server_config, sse_events, websocket_chat
 
 from personalai_server.config import parse_config
 from personalai_server.engines.local import LocalEngine
@@ -105,15 +103,9 @@ def test_openai_client_streams_and_completes(chat_server):
         model="luke", messages=[{"role": "user", "content": "Hello, how are you?"}], stream=True, max_tokens=8,
         stream_options={"include_usage": True},
     )
-    pieces, finish, usage = [], None, None
-    for chunk in stream:
-        if chunk.usage:
-            usage = chunk.usage
-        for choice in chunk.choices:
-            pieces.append(choice.delta.content or "")
-            finish = choice.finish_reason or finish
-    assert "".join(pieces) and finish in ("stop", "length")
-    assert usage.completion_tokens >= 1
+    read = read_openai_stream(stream)
+    assert read.pieces and read.finish_reason in ("stop", "length")
+    assert read.usage.completion_tokens >= 1
 
     completion = client.chat.completions.create(
         model="v1-aaaa", messages=[{"role": "user", "content": "Hello again"}], max_tokens=6, temperature=0
@@ -125,20 +117,7 @@ def test_openai_client_streams_and_completes(chat_server):
 
 
 def test_websocket_streams_a_reply(chat_server):
-    import websockets
-
-    async def talk():
-        uri = chat_server.url.replace("http://", "ws://") + "/api/ai-echo/ws"
-        async with websockets.connect(uri, open_timeout=10) as socket:
-            await socket.send(json.dumps({"type": "auth", "token": TOKEN_A}))
-            assert json.loads(await socket.recv())["type"] == "ready"
-            await socket.send(json.dumps({"message": "Hi there"}))
-            events = []
-            while not events or events[-1]["type"] not in ("complete", "error"):
-                events.append(json.loads(await asyncio.wait_for(socket.recv(), 30)))
-            return events
-
-    events = asyncio.run(talk())
+    events = websocket_chat(chat_server.url, "Hi there")
     assert events[0]["type"] == "session" and events[-1]["type"] == "complete"
     assert events[-1]["response"] == "".join(e["content"] for e in events if e["type"] == "chunk")
 

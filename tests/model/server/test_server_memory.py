@@ -6,7 +6,6 @@ a hot reload to another adapter version switches to that version's memories."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import shutil
@@ -14,12 +13,12 @@ import shutil
 import httpx
 import pytest
 import yaml
-from server_harness import TOKEN_A, auth, server_config, sse_events, wait_ready
+from server_harness import auth, server_config, sse_events, wait_ready, websocket_chat
 
-from personalai_reflections import Reflection, memory
+from personalai_contracts import Reflection, memory
+from personalai_contracts.artifacts import write_manifest
 from personalai_server.config import parse_config
 from personalai_server.engines.local import LocalEngine
-from personalai_trainer.artifacts import write_manifest
 
 pytestmark = pytest.mark.model
 
@@ -53,7 +52,7 @@ class RecordingEngine(LocalEngine):
 
 @pytest.fixture(scope="module")
 def embedder():
-    from personalai_reflections.memory import load_embedder
+    from personalai_contracts.memory import load_embedder
 
     return load_embedder()
 
@@ -155,22 +154,9 @@ def test_a_session_with_memory_off_gets_none(tmp_path, tiny_model_dir, memory_ar
 
 
 def test_websocket_reply_names_its_memories(tmp_path, tiny_model_dir, memory_artifacts, start_server):
-    import websockets
-
     artifacts, ids = memory_artifacts
     server, _, _ = memory_server(tmp_path, tiny_model_dir, artifacts, start_server)
-
-    async def talk():
-        async with websockets.connect(server.url.replace("http://", "ws://") + "/api/ai-echo/ws", open_timeout=10) as ws:
-            await ws.send(json.dumps({"type": "auth", "token": TOKEN_A}))
-            assert json.loads(await ws.recv())["type"] == "ready"
-            await ws.send(json.dumps({"message": "What was your first job at the bakery?"}))
-            events = []
-            while not events or events[-1]["type"] not in ("complete", "error"):
-                events.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
-            return events[-1]
-
-    complete = asyncio.run(talk())
+    complete = websocket_chat(server.url, "What was your first job at the bakery?", timeout=60)[-1]
     assert complete["metadata"]["memories"][0] == ids["v1-aaaa"]["What was your first job?"]
 
 

@@ -8,13 +8,11 @@ arrives over two to four byte tokens, as a real model's rarer characters do.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from types import SimpleNamespace
 
 import httpx
 import pytest
-from server_harness import TOKEN_A, auth, server_config, sse_events
+from server_harness import TOKEN_A, auth, read_openai_stream, server_config, sse_events, websocket_chat
 
 from personalai_server.config import parse_config
 from personalai_server.engines.local import LocalEngine
@@ -94,20 +92,7 @@ def test_sse_stream_sends_whole_characters(scripted_server):
 
 
 def test_websocket_sends_whole_characters(scripted_server):
-    import websockets
-
-    async def talk():
-        uri = scripted_server.url.replace("http://", "ws://") + "/api/ai-echo/ws"
-        async with websockets.connect(uri, open_timeout=10) as socket:
-            await socket.send(json.dumps({"type": "auth", "token": TOKEN_A}))
-            assert json.loads(await socket.recv())["type"] == "ready"
-            await socket.send(json.dumps({"message": "Hola, ¿qué tal?"}))
-            events = []
-            while not events or events[-1]["type"] not in ("complete", "error"):
-                events.append(json.loads(await asyncio.wait_for(socket.recv(), 30)))
-            return events
-
-    events = asyncio.run(talk())
+    events = websocket_chat(scripted_server.url, "Hola, ¿qué tal?")
     assert events[-1]["type"] == "complete" and events[-1]["response"] == REPLY
     assert_whole([e["content"] for e in events if e["type"] == "chunk"])
 
@@ -118,14 +103,9 @@ def test_openai_stream_sends_whole_characters(scripted_server):
     client = OpenAI(base_url=f"{scripted_server.url}/v1", api_key=TOKEN_A, timeout=30, max_retries=0)
     stream = client.chat.completions.create(model="luke", messages=[{"role": "user", "content": "Grüß dich"}],
                                             stream=True, max_tokens=64)
-    pieces, finish = [], None
-    for chunk in stream:
-        for choice in chunk.choices:
-            if choice.delta.content:
-                pieces.append(choice.delta.content)
-            finish = choice.finish_reason or finish
-    assert_whole(pieces)
-    assert finish == "stop"
+    read = read_openai_stream(stream)
+    assert_whole(read.pieces)
+    assert read.finish_reason == "stop"
 
 
 def tgi_stream(url: str, max_new_tokens: int) -> list[dict]:

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from personalai_contracts.artifacts import verify_adapter_dir
 from personalai_trainer.__main__ import main as trainer_main
-from personalai_trainer.artifacts import verify_adapter_dir
 
 pytestmark = pytest.mark.model
 

@@ -75,7 +75,7 @@ def test_memory_lifts_recall_of_what_the_person_wrote(tuned):
 
 
 def test_the_adapter_carries_its_memory_index_under_the_manifest(tuned):
-    from personalai_reflections import memory
+    from personalai_contracts import memory
 
     files = tuned["manifest"]["files"]
     assert memory.INDEX_FILE in files and memory.VECTORS_FILE in files
@@ -89,9 +89,10 @@ def test_the_default_gate_rejects_the_untouched_base_model_and_a_random_model(sm
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from personalai_reflections import memory, parse_reflections
+    from personalai_contracts import memory, parse_reflections
+    from personalai_contracts.gate import decide_passed, gate_from
+    from personalai_contracts.trainer_config import ValidationConfig
     from personalai_trainer import fidelity, validation
-    from personalai_trainer.config import ValidationConfig
     from personalai_trainer.examples import build_system_prompt, split_train_validation
     from personalai_trainer.filtering import filter_reflections
 
@@ -116,7 +117,7 @@ def test_the_default_gate_rejects_the_untouched_base_model_and_a_random_model(sm
                       validation.IN_CONTEXT: in_context}
         report = validation.evaluate_candidates(tokenizer, evaluation, candidates, embedder, device="cpu",
                                                 max_new_tokens=gate.max_new_tokens, max_answer_tokens=512)
-        verdicts[name] = validation.decide_passed(validation.gate_inputs(report), gate.gate())
+        verdicts[name] = decide_passed(validation.gate_inputs(report), gate_from(gate))
     passed, reasons = verdicts["base"]
     assert not passed and any(reason.startswith("held-out perplexity gain over the base model 0.000") for reason in reasons)
     assert any(reason.startswith("held-out perplexity gain over the base model prompted with the person's answers -")
@@ -133,7 +134,7 @@ def test_a_question_about_something_never_written_gets_no_memories_and_no_invent
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from personalai_reflections import memory, parse_reflections
+    from personalai_contracts import memory, parse_reflections
     from personalai_trainer import fidelity
     from personalai_trainer.examples import build_system_prompt
     from personalai_trainer.probes import proper_names

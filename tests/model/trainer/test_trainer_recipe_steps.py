@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from personalai_reflections import parse_reflections
+from personalai_contracts import parse_reflections
+from personalai_contracts.trainer_config import LoraConfig
 from personalai_trainer.batching import MicroBatchController
-from personalai_trainer.config import LoraConfig
 from personalai_trainer.examples import build_examples, build_system_prompt
 from personalai_trainer.loop import train_step
 from personalai_trainer.modeling import apply_lora, load_base_model

@@ -16,13 +16,6 @@ def test_chart_crds_are_byte_identical_to_crds_folder():
     assert source and copies == source, "run: cp crds/*.yaml charts/personalai/files/crds/"
 
 
-def test_chart_rbac_has_no_wildcards_and_no_cluster_wide_secrets():
-    text = (CHART / "templates" / "rbac.yaml").read_text()
-    assert '"*"' not in text and "[*]" not in text and "'*'" not in text
-    cluster_role = text.split("kind: ClusterRoleBinding")[0]
-    assert "secrets" not in cluster_role
-
-
 def test_every_operator_setting_the_chart_sets_exists():
     from personalai_operator.settings import ENV_PREFIX, OperatorSettings
 

@@ -5,8 +5,9 @@ import json
 import pytest
 import yaml
 
+from personalai_contracts import trainer_config
 from personalai_operator import crdgen, manifests
-from personalai_operator.models import PersonalAISpec, TrainingConfig, TrainingRunSpec, ValidationThresholds
+from personalai_operator.models import PersonalAISpec, TrainingRunSpec
 
 pytestmark = pytest.mark.unit
 
@@ -87,7 +88,7 @@ def test_bounds_enums_and_defaults_come_from_the_models():
     training = _schema("PersonalAI")["properties"]["spec"]["properties"]["training"]["properties"]
     assert training["epochs"] == {**training["epochs"], "minimum": 1, "maximum": 100, "default": 4, "type": "integer"}
     assert training["quantization"]["enum"] == ["nf4", "none"]
-    assert training["attention"]["enum"] == ["auto", "flash_attention_2", "sdpa"]
+    assert training["attention"]["enum"] == ["auto", "flash_attention_2", "sdpa", "eager"]
     assert training["learningRate"]["exclusiveMinimum"] is True and training["learningRate"]["minimum"] == 0
     assert training["batchSize"]["x-kubernetes-int-or-string"] is True
     serving = _schema("PersonalAI")["properties"]["spec"]["properties"]["serving"]["properties"]
@@ -114,10 +115,16 @@ def test_conditions_are_a_map_list_keyed_by_type():
         assert conditions["x-kubernetes-list-type"] == "map" and conditions["x-kubernetes-list-map-keys"] == ["type"]
 
 
-def test_progress_keeps_fields_a_newer_trainer_adds():
-    progress = _schema("TrainingRun")["properties"]["status"]["properties"]["progress"]
-    assert progress["x-kubernetes-preserve-unknown-fields"] is True
+def test_what_the_trainer_reports_is_bounded_and_pruned():
+    """The trainer's token can patch its run's status: the schema bounds every field it writes."""
+    status = _schema("TrainingRun")["properties"]["status"]["properties"]
+    progress = status["progress"]
+    assert "x-kubernetes-preserve-unknown-fields" not in progress  # a field the schema does not name is pruned
     assert {"epoch", "loss", "percent", "eta", "vramUsedMiB", "gpuTemperatureC"} <= set(progress["properties"])
+    assert (progress["properties"]["percent"]["minimum"], progress["properties"]["percent"]["maximum"]) == (0, 100)
+    assert status["artifact"]["properties"]["adapterVersion"]["pattern"] == "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+    validation = status["validation"]["properties"]
+    assert validation["coherence"]["maximum"] == 1.0 and validation["reasons"]["maxItems"] == 16
 
 
 def test_crd_yaml_parses_and_matches_build():
@@ -125,25 +132,24 @@ def test_crd_yaml_parses_and_matches_build():
         assert yaml.safe_load(text) == crdgen.build_crd("PersonalAI" if name.startswith("personalais") else "TrainingRun")
 
 
-def test_training_defaults_match_the_trainer_config():
-    trainer_config = pytest.importorskip("personalai_trainer.config")
-    ours = TrainingConfig().model_dump(by_alias=True, mode="json")
-    theirs = trainer_config.TrainingConfig().model_dump(by_alias=True, mode="json")
-    assert ours == theirs
-    ours_validation = ValidationThresholds().model_dump(by_alias=True, mode="json")
-    theirs_validation = trainer_config.ValidationConfig().model_dump(by_alias=True, mode="json")
-    assert ours_validation == {k: theirs_validation[k] for k in ours_validation}
+def test_spec_training_and_validation_are_the_trainer_configs_own_classes():
+    fields = TrainingRunSpec.model_fields
+    assert fields["training"].annotation is trainer_config.TrainingConfig
+    assert fields["validation"].annotation is trainer_config.ValidationConfig
+    assert PersonalAISpec.model_fields["training"].annotation is trainer_config.TrainingConfig
+    schema = _schema("TrainingRun")["properties"]["spec"]["properties"]["training"]["properties"]
+    assert set(schema) == {field.alias or field_name for field_name, field in trainer_config.TrainingConfig.model_fields.items()}
 
 
 def test_the_config_the_operator_writes_is_one_the_trainer_accepts():
-    trainer_config = pytest.importorskip("personalai_trainer.config")
+    trainer = pytest.importorskip("personalai_trainer.config")
     spec = TrainingRunSpec.model_validate({
         "personalAI": "luke", "adapterVersion": "v1-3f9a2c1b", "dataVersion": "sha256:" + "a" * 64,
         "reflections": {"secretRef": {"name": "luke-reflections", "key": "luke.jsonl"}},
         "training": {"epochs": 2, "batchSize": 8, "lora": {"rank": 8, "alpha": 16}},
     })
     written = json.loads(json.dumps(manifests.build_trainer_config("luke-3f9a2c1b", "default", spec, "Luke")))
-    parsed = trainer_config.parse_config(written)
+    parsed = trainer.parse_config(written)
     assert parsed.training.epochs == 2 and parsed.training.batch_size == 8 and parsed.training.lora.rank == 8
     assert parsed.paths.reflections == "/data/reflections/luke.jsonl"
     assert parsed.run.personal_ai == "luke" and parsed.persona.display_name == "Luke"

@@ -7,6 +7,7 @@ from personalai_operator import reflections_secret
 from personalai_operator.crdgen import REPO_ROOT
 from personalai_operator.models import PersonalAISpec
 from personalai_operator.personalai_status import assess_data
+from personalai_operator.reflections_access import access_refusal
 
 pytestmark = pytest.mark.unit
 
@@ -23,7 +24,7 @@ def test_secret_holds_luke_jsonl_unchanged():
 def test_secret_file_is_what_the_script_writes():
     source = EXAMPLES / "reflections" / "luke.jsonl"
     expected = reflections_secret.render_secret(reflections_secret.build_reflections_secret(
-        "luke-reflections", "luke.jsonl", source.read_text(encoding="utf-8")))
+        "luke-reflections", "luke.jsonl", source.read_text(encoding="utf-8"), "luke"))
     assert (EXAMPLES / "luke-reflections-secret.yaml").read_text(encoding="utf-8") == expected
 
 
@@ -33,6 +34,8 @@ def test_personalai_points_at_the_secret_and_is_valid():
     secret = yaml.safe_load((EXAMPLES / "luke-reflections-secret.yaml").read_text())
     assert spec.reflections.secret_ref.name == secret["metadata"]["name"]
     assert spec.reflections.secret_ref.key in secret["stringData"]
+    # The Secret allows exactly this PersonalAI to train on it.
+    assert access_refusal("Secret", secret["metadata"]["name"], secret["metadata"], manifest["metadata"]["name"]) is None
     assert spec.serving.default_mode in spec.serving.personality_modes
 
 

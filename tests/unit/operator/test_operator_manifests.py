@@ -197,3 +197,10 @@ def test_validation_scores_memory_as_the_default_mode_will_serve_it():
                                             memory=manifests.served_memory(spec))
     assert config["memory"]["tokenBudget"] == 200
     assert "memory" not in manifests.build_trainer_config("luke-3f9a2c1b", "family", _spec(), "Luke")
+
+
+def test_with_a_shared_model_cache_the_trainer_never_downloads():
+    env = {item["name"]: item.get("value") for item in _job()["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
+    per_run = _job(settings=OperatorSettings(MODEL_CACHE_CLAIM=""))["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "HF_HUB_OFFLINE" not in {item["name"] for item in per_run}  # an empty cache per run must download

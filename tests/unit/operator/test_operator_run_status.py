@@ -92,15 +92,16 @@ def test_newest_pod_wins_after_a_retry():
     assert update.fields["phase"] == "Queued"
 
 
-def test_validation_passed_and_missed():
-    passed = derive_run_status(job(("Complete", "", "")), [], {"phase": "Succeeded", "validation": {"passed": True}}, 1, NOW)
+def test_validated_mirrors_the_operators_verdict_not_the_reports():
+    claimed = {"phase": "Succeeded", "validation": {"passed": True}}  # what the trainer's token wrote
+    passed = derive_run_status(job(("Complete", "", "")), [], claimed, 1, NOW, validation={"passed": True})
     assert cond(passed, "Validated")["status"] == "True"
     assert [e.reason for e in passed.events] == ["ThresholdsMet"]
-    missed = derive_run_status(job(("Complete", "", "")), [],
-                               {"validation": {"passed": False, "reasons": ["perplexity 4.2 > 3.0"]}}, 1, NOW)
+    missed = derive_run_status(job(("Complete", "", "")), [], claimed, 1, NOW,
+                               validation={"passed": False, "reasons": ["perplexity 4.2 > 3.0"]})
     assert cond(missed, "Validated")["status"] == "False" and "perplexity 4.2 > 3.0" in cond(missed, "Validated")["message"]
-    unknown = derive_run_status(job(), [pod("Running", "n", True)], {}, 1, NOW)
-    assert cond(unknown, "Validated")["status"] == "Unknown"
+    unchecked = derive_run_status(job(), [pod("Running", "n", True)], claimed, 1, NOW)
+    assert cond(unchecked, "Validated")["status"] == "Unknown"
 
 
 def test_same_state_twice_changes_nothing_and_emits_nothing():

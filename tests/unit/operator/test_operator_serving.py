@@ -42,8 +42,25 @@ def test_server_config_without_modes_keeps_the_servers_defaults():
     assert parsed.conversation.personality_modes  # the server's built-in modes
 
 
+def test_the_served_versions_recorded_digest_reaches_the_server_config():
+    from personalai_server.config import ServerConfig
+
+    current = {"version": "v2", "manifestSha256": "b" * 64}
+    history = [{"version": "v1", "manifestSha256": "a" * 64}, {"version": "v0"}]
+    assert serving.recorded_digest("v1", current, history) == "a" * 64  # a pinned earlier version
+    assert serving.recorded_digest("v0", current, history) is None  # recorded before digests were
+    assert serving.recorded_digest(None, None, []) is None
+    config = serving.build_server_config(PAI, spec(), SETTINGS, "v2", serving.recorded_digest("v2", current, history))
+    assert ServerConfig.model_validate(config).adapter.manifest_sha256 == "b" * 64
+    assert "manifestSha256" not in serving.build_server_config(PAI, spec(), SETTINGS, "v0", None)["adapter"]
+    assert "manifestSha256" not in serving.build_server_config(PAI, spec(), SETTINGS, None, "b" * 64)["adapter"]
+    # A new adapter reaches the running pod through its config file: the digest does not roll the pod.
+    other = serving.build_server_config(PAI, spec(), SETTINGS, "v1", "a" * 64)
+    assert serving.restart_hash(config) == serving.restart_hash(other)
+
+
 def test_memory_settings_and_mode_overrides_reach_the_server_config():
-    from personalai_reflections.memory import MemorySettings
+    from personalai_contracts.memory import MemorySettings
     from personalai_server.config import ServerConfig, memory_settings
 
     parsed = ServerConfig.model_validate(serving.build_server_config(PAI, spec(

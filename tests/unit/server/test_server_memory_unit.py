@@ -10,9 +10,10 @@ import re
 import numpy as np
 import pytest
 
-from personalai_reflections import Reflection
-from personalai_reflections import memory as contract
-from personalai_reflections.memory import MemorySettings
+from personalai_contracts import Reflection
+from personalai_contracts import memory as contract
+from personalai_contracts.artifacts import write_manifest
+from personalai_contracts.memory import MemorySettings
 from personalai_server.adapters import verify_adapter
 from personalai_server.auth import Principal
 from personalai_server.config import ConfigError, memory_settings, parse_config
@@ -30,7 +31,6 @@ from personalai_server.memory import (
 from personalai_server.metrics import ServerMetrics
 from personalai_server.service import ChatService
 from personalai_server.storage import SessionStore
-from personalai_trainer.artifacts import write_manifest
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from personalai_trainer.artifacts import ArtifactError, sha256_file, verify_adapter_dir, write_manifest
+from personalai_contracts.artifacts import ArtifactError, sha256_file, verify_adapter_dir, write_manifest
 from personalai_trainer.reporting import (
     JsonFormatter,
     RateLimiter,
@@ -53,7 +53,7 @@ def test_any_mismatch_is_a_clear_error(adapter_dir, tamper, message):
 
 
 def test_artifacts_module_imports_without_torch():
-    code = "import sys, personalai_trainer.artifacts; print('torch' in sys.modules)"
+    code = "import sys, personalai_contracts.artifacts; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip() == "False"
 
 

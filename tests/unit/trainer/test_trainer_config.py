@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from personalai_contracts.gate import gate_from
+from personalai_trainer.batching import rows_per_step
 from personalai_trainer.config import Machine, check_environment, choose_attention, load_config, parse_config
 from personalai_trainer.errors import ConfigError
 
@@ -25,19 +27,19 @@ def minimal(**training) -> dict:
 def test_the_documented_example_parses_with_its_defaults():
     config = parse_config(minimal(batchSize=4, gradientAccumulationSteps=2, quantization="none"))
     assert config.run.personal_ai == "luke"
-    assert config.training.rows_per_step == 8
-    gate = config.validation.gate()
+    assert rows_per_step(config.training) == 8
+    gate = gate_from(config.validation)
     assert (gate.min_perplexity_gain, gate.min_perplexity_gain_over_in_context, gate.max_perplexity,
             gate.min_coherence, gate.min_personality_consistency, gate.min_closer_than_base) == (0.2, 0.0, None, 0.4,
                                                                                                0.25, None)
     assert config.base_model == "mistralai/Mistral-7B-Instruct-v0.3"
-    assert parse_config(minimal()).training.rows_per_step == 4  # "auto": the default step of 4 rows
+    assert rows_per_step(parse_config(minimal()).training) == 4  # "auto": the default step of 4 rows
     assert config.model_dump(by_alias=True)["training"]["gradientCheckpointing"] == "auto"
 
 
 @pytest.mark.parametrize(("training", "message"), [
     ({"lora": {"rank": 0}}, "config field training.lora.rank: "),
-    ({"batchSize": "big"}, "config field training.batchSize: Value error, must be 'auto' or a positive integer"),
+    ({"batchSize": "big"}, "config field training.batchSize: Value error, must be 'auto' or an integer from 1 to 512"),
     ({"batchSize": 0}, "config field training.batchSize"),
     ({"quantization": "int8"}, "config field training.quantization: Input should be 'nf4' or 'none'"),
     ({"validationSplit": 0.7}, "config field training.validationSplit"),

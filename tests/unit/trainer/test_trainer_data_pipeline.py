@@ -2,7 +2,7 @@
 
 import pytest
 
-from personalai_reflections import Reflection
+from personalai_contracts import Reflection
 from personalai_trainer.augmentation import augment_questions
 from personalai_trainer.examples import (
     FALLBACK_CHAT_TEMPLATE,

@@ -1,17 +1,19 @@
 """The promotion gate, the epoch the run keeps, and the knowledge probes built from the answers."""
 
 import math
+from dataclasses import replace
 
 import pytest
 
-from personalai_reflections import Reflection
+from personalai_contracts import Reflection
+from personalai_contracts.gate import decide_passed, gate_from
+from personalai_contracts.run_report import MAX_PERPLEXITY, MAX_REPORTED_LOSS
+from personalai_contracts.trainer_config import ValidationConfig
 from personalai_trainer.probes import CHOICES, build_probes, find_facts
 from personalai_trainer.validation import (
-    Gate,
     choose_epoch,
     closer_fraction,
     compare,
-    decide_passed,
     eligible_epochs,
     gate_inputs,
     perplexity_from_loss,
@@ -19,39 +21,41 @@ from personalai_trainer.validation import (
 
 pytestmark = pytest.mark.unit
 
+DEFAULT_GATE = gate_from(ValidationConfig())  # spec.validation left out
+
 TUNED = {"perplexity": 18.0, "coherence": 0.6, "personalityConsistency": 0.4, "attribution": 0.5, "knowledge": 0.6,
          "perplexityGain": 0.44, "perplexityGainOverInContext": 0.2, "closerThanBase": 0.5}
 
 
 def test_a_tuned_adapter_passes_the_default_gate():
-    assert decide_passed(TUNED, Gate()) == (True, [])
+    assert decide_passed(TUNED, DEFAULT_GATE) == (True, [])
 
 
 def test_the_base_model_fails_the_default_gate_on_its_own_baseline():
     base_as_candidate = {**TUNED, "perplexity": 32.0, "perplexityGain": 0.0, "perplexityGainOverInContext": -0.15,
                          "closerThanBase": 0.0}
-    passed, reasons = decide_passed(base_as_candidate, Gate())
+    passed, reasons = decide_passed(base_as_candidate, DEFAULT_GATE)
     assert not passed
     assert reasons == [
         "held-out perplexity gain over the base model 0.000 is under the minimum 0.2",
         "held-out perplexity gain over the base model prompted with the person's answers -0.150 is under the minimum 0.0"]
     assert "closer to the person than the base model 0.000 is under the minimum 0.5" in \
-        decide_passed(base_as_candidate, Gate(min_closer_than_base=0.5))[1][-1]
+        decide_passed(base_as_candidate, replace(DEFAULT_GATE, min_closer_than_base=0.5))[1][-1]
 
 
 def test_a_random_model_fails_every_floor():
     random_model = {"perplexity": 48000.0, "coherence": 0.02, "personalityConsistency": 0.05, "attribution": 0.25,
                     "knowledge": 0.25, "perplexityGain": -1500.0, "perplexityGainOverInContext": -1700.0,
                     "closerThanBase": 0.0}
-    passed, reasons = decide_passed(random_model, Gate())
+    passed, reasons = decide_passed(random_model, DEFAULT_GATE)
     assert not passed and len(reasons) == 4
 
 
 def test_unmeasurable_metrics_fail_and_unset_thresholds_are_off():
-    passed, reasons = decide_passed({**TUNED, "perplexityGain": math.nan}, Gate())
+    passed, reasons = decide_passed({**TUNED, "perplexityGain": math.nan}, DEFAULT_GATE)
     assert not passed and reasons == ["held-out perplexity gain over the base model could not be measured"]
-    assert decide_passed({**TUNED, "knowledge": None}, Gate(min_knowledge=None)) == (True, [])
-    assert decide_passed(TUNED, Gate(max_perplexity=10.0))[1] == ["held-out perplexity 18.000 is over the maximum 10.0"]
+    assert decide_passed({**TUNED, "knowledge": None}, replace(DEFAULT_GATE, min_knowledge=None)) == (True, [])
+    assert decide_passed(TUNED, replace(DEFAULT_GATE, max_perplexity=10.0))[1] == ["held-out perplexity 18.000 is over the maximum 10.0"]
 
 
 def test_comparisons_against_a_baseline():
@@ -62,7 +66,7 @@ def test_comparisons_against_a_baseline():
     assert gate_inputs(report) == {"perplexity": 18.0, "knowledge": 0.5, "perplexityGain": pytest.approx(0.4),
                                    "perplexityGainOverInContext": None, "closerThanBase": 1.0}
     assert perplexity_from_loss(math.log(2.5)) == pytest.approx(2.5)
-    assert perplexity_from_loss(1e9) == math.exp(50.0)
+    assert perplexity_from_loss(1e9) == math.exp(MAX_REPORTED_LOSS) <= MAX_PERPLEXITY  # fits the report's bounds
 
 
 def test_the_run_keeps_the_epoch_that_generalises_and_knows_most():
@@ -110,3 +114,9 @@ def test_probes_ask_about_a_fact_with_distractors_from_the_persons_other_answers
 
 def test_no_probe_without_enough_context_or_distractors():
     assert build_probes([reflection("Q?", "Maggie was there.")], limit=5, seed=0) == []  # no prefix, no pool
+
+
+def test_a_gain_threshold_at_its_floor_is_off_even_for_an_adapter_worse_than_twice_the_base():
+    gate = gate_from(ValidationConfig(min_perplexity_gain=-1, min_perplexity_gain_over_in_context=-1))
+    assert gate.min_perplexity_gain is None and gate.min_perplexity_gain_over_in_context is None
+    assert decide_passed({**TUNED, "perplexityGain": -1.5, "perplexityGainOverInContext": -2.0}, gate) == (True, [])

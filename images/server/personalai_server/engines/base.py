@@ -78,11 +78,17 @@ class GenerationStats:
 
 class Engine(abc.ABC):
     kind: str = "engine"
+    # Whether the engine takes a raw prompt's token ids and streams token ids back (`stream_ids`):
+    # what serving the TGI protocol needs. Only an in-process model can; a remote one streams text.
+    streams_token_ids: bool = False
 
     def __init__(self) -> None:
         self.ready = False
         self.active_adapter: str | None = None
         self.tokenizer: ChatTokenizer | None = None
+        # The manifest sha256 the operator recorded for an adapter version (adapter.manifestSha256 of
+        # the version served): a version listed here is loaded only from a folder with that manifest.
+        self.recorded_digests: dict[str, str] = {}
 
     @abc.abstractmethod
     async def start(self, adapter_version: str | None) -> None:
@@ -91,6 +97,12 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def stream(self, messages: list[Message], params: GenerationParams, stats: GenerationStats) -> AsyncIterator[str]:
         """Text pieces of the reply; closing the iterator stops the generation."""
+
+    def stream_ids(
+        self, prompt_ids: list[int], params: GenerationParams, stats: GenerationStats
+    ) -> AsyncIterator[tuple[int | None, str]]:
+        """(token id, new text) per generated token; offered where `streams_token_ids` is True."""
+        raise EngineError(f"engine {self.kind} does not stream token ids")
 
     @abc.abstractmethod
     async def ensure_adapter(self, version: str) -> None:

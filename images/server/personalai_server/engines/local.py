@@ -13,14 +13,14 @@ import asyncio
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from ..adapters import verify_adapter
 from ..config import ServerConfig
-from .base import AdapterError, Engine, EngineError, GenerationParams, GenerationStats, Message
+from .base import AdapterError, EngineError, GenerationParams, GenerationStats, Message
 from .detokenize import IncrementalDetokenizer
+from .held import AdapterHoldingEngine
 from .tokenizers import ChatTokenizer, resolve_base_model
 
 log = logging.getLogger(__name__)
@@ -60,25 +60,19 @@ class AdapterGate:
                     waiter.set_result(None)
 
 
-class LocalEngine(Engine):
+class LocalEngine(AdapterHoldingEngine):
     kind = "local"
+    streams_token_ids = True
 
     def __init__(self, config: ServerConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.model = None
         self._peft = False
-        self._adapters: OrderedDict[str, str] = OrderedDict()
         self._gate = AdapterGate()
         self._slots = asyncio.Semaphore(config.engine.max_concurrent_generations)
-        self._load_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(
             max_workers=config.engine.max_concurrent_generations, thread_name_prefix="generate"
         )
-
-    @property
-    def model_name(self) -> str:
-        return self.config.engine.base_model
 
     async def start(self, adapter_version: str | None) -> None:
         loop = asyncio.get_running_loop()
@@ -113,38 +107,21 @@ class LocalEngine(Engine):
             self.tokenizer.context_length = min(self.tokenizer.context_length, limit)
         self.model = model
 
-    def loaded_adapters(self) -> list[str]:
-        return list(self._adapters)
-
-    async def ensure_adapter(self, version: str) -> None:
-        if version in self._adapters:
-            self._adapters.move_to_end(version)
-            return
-        async with self._load_lock:
-            if version in self._adapters:
-                return
-            path = self.config.adapter.path_for(version)
-            loop = asyncio.get_running_loop()
-            # Hashing the weights happens before the model is touched: generations go on meanwhile.
-            await loop.run_in_executor(None, verify_adapter, path, version)
-            exclusive = object()
-            await self._gate.enter(exclusive, lambda key: None)
-            try:
-                await loop.run_in_executor(self._executor, self._load_adapter, version, str(path))
-            finally:
-                self._gate.leave()
-        log.info("adapter %s loaded (%d held)", version, len(self._adapters))
+    async def load_verified_adapter(self, version: str, path: Path) -> None:
+        exclusive = object()
+        await self._gate.enter(exclusive, lambda key: None)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._load_adapter, version, str(path))
+        finally:
+            self._gate.leave()
 
     def _load_adapter(self, version: str, path: str) -> None:
         from peft import PeftModel
 
-        while len(self._adapters) >= self.config.engine.max_loaded_adapters:
-            evictable = [name for name in self._adapters if name != self.active_adapter]
-            if not evictable:
-                break
-            self.model.delete_adapter(evictable[0])
-            del self._adapters[evictable[0]]
-            log.info("adapter %s unloaded (least recently used)", evictable[0])
+        while (unused := self.least_recently_used()) is not None:
+            self.model.delete_adapter(unused)
+            del self._adapters[unused]
+            log.info("adapter %s unloaded (least recently used)", unused)
         try:
             if not self._peft:
                 self.model = PeftModel.from_pretrained(self.model, path, adapter_name=version, is_trainable=False)
@@ -154,14 +131,13 @@ class LocalEngine(Engine):
         except Exception as error:
             raise AdapterError(f"adapter {version} could not be loaded: {type(error).__name__}") from None
         self.model.eval()
-        self._adapters[version] = path
         # The gate believes the last adapter is still active; loading may have changed that.
         self._gate.current = None
 
     async def unload_adapter(self, version: str) -> bool:
         if version not in self._adapters or version == self.active_adapter:
             return False
-        async with self._load_lock:
+        async with self._adapter_lock:
             exclusive = object()
             await self._gate.enter(exclusive, lambda key: None)
             try:

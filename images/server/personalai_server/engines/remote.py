@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from pathlib import Path
 
 import httpx
 
-from personalai_reflections.paths import resolve
+from personalai_contracts.paths import resolve
 
-from ..adapters import verify_adapter
 from ..config import ServerConfig
-from .base import Engine, EngineError
+from .base import EngineError
+from .held import AdapterHoldingEngine
 from .tokenizers import load_chat_tokenizer
 
 log = logging.getLogger(__name__)
@@ -20,18 +20,11 @@ log = logging.getLogger(__name__)
 HEALTH_POLL_SECONDS = 1.0
 
 
-class RemoteEngine(Engine):
+class RemoteEngine(AdapterHoldingEngine):
     def __init__(self, config: ServerConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.url = config.engine.url.rstrip("/")
         self.headers = remote_headers(config.engine.token_file)
-        self._adapters: OrderedDict[str, str] = OrderedDict()
-        self._adapter_lock = asyncio.Lock()
-
-    @property
-    def model_name(self) -> str:
-        return self.config.engine.base_model
 
     async def start(self, adapter_version: str | None) -> None:
         engine = self.config.engine
@@ -53,26 +46,11 @@ class RemoteEngine(Engine):
                     pass
                 await asyncio.sleep(HEALTH_POLL_SECONDS)
 
-    def loaded_adapters(self) -> list[str]:
-        return list(self._adapters)
-
-    async def ensure_adapter(self, version: str) -> None:
-        if version in self._adapters:
-            self._adapters.move_to_end(version)
-            return
-        async with self._adapter_lock:
-            if version in self._adapters:
-                return
-            path = self.config.adapter.path_for(version)
-            await asyncio.to_thread(verify_adapter, path, version)
-            while len(self._adapters) >= self.config.engine.max_loaded_adapters:
-                evictable = [name for name in self._adapters if name != self.active_adapter]
-                if not evictable:
-                    break
-                await self.unload_remote_adapter(evictable[0])
-                del self._adapters[evictable[0]]
-            await self.load_remote_adapter(version, str(path))
-            self._adapters[version] = str(path)
+    async def load_verified_adapter(self, version: str, path: Path) -> None:
+        while (unused := self.least_recently_used()) is not None:
+            await self.unload_remote_adapter(unused)
+            del self._adapters[unused]
+        await self.load_remote_adapter(version, str(path))
 
     async def load_remote_adapter(self, version: str, path: str) -> None:
         """Tell the remote engine about the adapter (a no-op where it loads adapters at launch)."""

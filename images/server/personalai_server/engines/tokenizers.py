@@ -7,7 +7,7 @@ machine (a remote engine serving a hub model), counts fall back to an estimate t
 
 from __future__ import annotations
 
-from personalai_reflections.paths import resolve
+from personalai_contracts.paths import resolve
 
 Message = dict[str, str]
 

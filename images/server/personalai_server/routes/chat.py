@@ -16,14 +16,14 @@ import json
 from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
-from starlette.background import BackgroundTask
 
 from ..auth import Principal, bearer_token
 from ..dependencies import authenticate_token, authorize, get_service
-from ..errors import APIError, field_path
+from ..errors import APIError, validation_error
 from ..schemas import ChatRequest, ChatResponse, ErrorResponse
 from ..service import ChatService, Turn
-from ..sse import SSE_HEADERS, SSE_MEDIA_TYPE, format_event
+from ..sse import SSE_MEDIA_TYPE
+from ..streaming import event_stream, with_error_frame
 
 ERRORS = {
     400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
@@ -36,24 +36,21 @@ router = APIRouter(prefix="/api/ai-echo", tags=["chat"], responses=ERRORS)
 
 @router.post("/chat", response_model=ChatResponse)
 async def chat(body: ChatRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)) -> ChatResponse:
-    turn = await service.prepare_turn(principal, body.message, body.session_id)
-    try:
+    async with service.turn(principal, body.message, body.session_id) as turn:
         reply = await service.complete(turn)
-    finally:
-        turn.release()
     return ChatResponse(response=reply, session_id=turn.session.id, metadata=turn.metadata)
 
 
+def error_event(error: APIError) -> dict:
+    return {"type": "error", **error.body()}
+
+
 async def turn_events(service: ChatService, turn: Turn):
-    """The SSE/WebSocket events of one turn, as dicts."""
+    """The SSE/WebSocket events of one turn, as dicts (an error event comes from with_error_frame)."""
     yield {"type": "session", "sessionId": turn.session.id}
-    try:
-        async with contextlib.aclosing(service.generate(turn)) as pieces:
-            async for piece in pieces:
-                yield {"type": "chunk", "content": piece}
-    except APIError as error:
-        yield {"type": "error", **error.body()}
-        return
+    async with contextlib.aclosing(service.generate(turn)) as pieces:
+        async for piece in pieces:
+            yield {"type": "chunk", "content": piece}
     yield {"type": "complete", "response": turn.reply, "sessionId": turn.session.id, "metadata": turn.metadata}
 
 
@@ -63,22 +60,8 @@ async def turn_events(service: ChatService, turn: Turn):
     responses={200: {"content": {SSE_MEDIA_TYPE: {}}, "description": "Server-Sent Events: chunk events, then complete"}},
 )
 async def stream(body: ChatRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)):
-    turn = await service.prepare_turn(principal, body.message, body.session_id)
-    events = turn_events(service, turn)
-
-    async def body_lines():
-        async for event in events:
-            yield format_event(event)
-
-    lines = body_lines()
-
-    async def finish() -> None:
-        # Runs after the response ends or the client left: closing the generators stops the engine.
-        await lines.aclose()
-        await events.aclose()
-        turn.release()
-
-    return StreamingResponse(lines, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS, background=BackgroundTask(finish))
+    return await event_stream(service.turn(principal, body.message, body.session_id),
+                              lambda turn: turn_events(service, turn), error_event)
 
 
 @router.websocket("/ws")
@@ -102,34 +85,37 @@ async def websocket_chat(websocket: WebSocket) -> None:
             incoming = await websocket.receive_text()
             await answer_websocket_message(websocket, service, principal, incoming)
     except APIError as error:
-        await websocket.send_json({"type": "error", **error.body()})
+        await websocket.send_json(error_event(error))
         await websocket.close(code=4401 if error.status == 401 else 1008)
     except (WebSocketDisconnect, json.JSONDecodeError):
         return
 
 
+def parse_websocket_message(incoming: str) -> ChatRequest:
+    try:
+        return ChatRequest.model_validate_json(incoming)
+    except ValidationError as error:
+        raise validation_error(error.errors(), "message") from None
+
+
 async def answer_websocket_message(websocket: WebSocket, service: ChatService, principal: Principal, incoming: str) -> None:
+    """One message's turn; a refusal is an error event (but a 401 ends the socket)."""
     try:
         service.count_request(principal)
-        request = ChatRequest.model_validate_json(incoming)
-        turn = await service.prepare_turn(principal, request.message, request.session_id)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = field_path(first["loc"])
-        if first["type"] == "json_invalid":
-            raise_error = APIError(400, "malformed_json", "message is not valid JSON", "body")
-        else:
-            raise_error = APIError(422, "invalid_field", f"{field}: {first['msg']}", field)
-        await websocket.send_json({"type": "error", **raise_error.body()})
-        return
+        request = parse_websocket_message(incoming)
+        async with service.turn(principal, request.message, request.session_id) as turn:
+            await send_turn(websocket, service, turn)
     except APIError as error:
         if error.status == 401:
             raise
-        await websocket.send_json({"type": "error", **error.body()})
-        return
+        await websocket.send_json(error_event(error))
+
+
+async def send_turn(websocket: WebSocket, service: ChatService, turn: Turn) -> None:
+    """The turn's events, while listening for a stop request; a disconnect ends the reply too."""
 
     async def send_events() -> None:
-        async with contextlib.aclosing(turn_events(service, turn)) as events:
+        async with contextlib.aclosing(with_error_frame(turn_events(service, turn), error_event)) as events:
             async for event in events:
                 await websocket.send_json(event)
 
@@ -139,7 +125,7 @@ async def answer_websocket_message(websocket: WebSocket, service: ChatService, p
         while not sender.done():
             done, _ = await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
             if listener in done:
-                # Anything but a stop request mid-reply is refused; a disconnect ends the reply too.
+                # Anything but a stop request mid-reply is refused.
                 try:
                     text = listener.result()
                 except WebSocketDisconnect:
@@ -154,7 +140,6 @@ async def answer_websocket_message(websocket: WebSocket, service: ChatService, p
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender
-        turn.release()
 
 
 def _is_stop(text: str) -> bool:

@@ -20,19 +20,23 @@ async def healthz() -> Health:
 
 
 def readiness(request: Request) -> JSONResponse:
-    engine = request.app.state.service.engine
+    service = request.app.state.service
+    engine = service.engine
+    failed = not engine.ready and service.not_ready_reason is not None
     body = Health(
-        status="ready" if engine.ready else "loading",
+        status="ready" if engine.ready else "failed" if failed else "loading",
         engine=engine.kind,
         adapterVersion=engine.active_adapter,
         loadedAdapters=engine.loaded_adapters(),
+        reason=service.not_ready_reason if failed else None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if engine.ready else 503)
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(request: Request) -> JSONResponse:
-    """Ready only once the model (and the configured adapter) is loaded."""
+    """Ready only once the model (and the configured adapter) is loaded; "failed", with the reason,
+    when it cannot be (an adapter refused by its digest, an engine that did not start)."""
     return readiness(request)
 
 

@@ -10,27 +10,28 @@ personality mode's prompt is used, with the adapter's memories closest to the la
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.background import BackgroundTask
 
 from ..auth import Principal
 from ..config import memory_settings
 from ..dependencies import authorize, get_service
-from ..engines import GenerationParams, GenerationStats
+from ..engines import AdapterError, GenerationParams, GenerationStats
 from ..engines.base import BASE_MODEL
 from ..errors import APIError
-from ..prompts import PromptTooLongError, build_system_prompt, trim_to_context
+from ..prompts import PromptTooLongError, build_system_prompt, resolve_sampling, trim_to_context
 from ..schemas import ErrorResponse
 from ..service import ChatService
-from ..sse import SSE_HEADERS, SSE_MEDIA_TYPE, format_done, format_event
+from ..sse import DONE, SSE_MEDIA_TYPE
+from ..streaming import event_stream
 
 ERRORS = {
     400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
@@ -176,23 +177,55 @@ def fit_openai(service: ChatService, system_prompt: str, history: list, new_turn
         raise APIError(413, "message_too_long", "the last message does not fit the model's context", "messages") from None
 
 
+def requested_max_tokens(request: CompletionRequest) -> tuple[int | None, str | None]:
+    """(the caller's cap on the reply, the field it came in); max_completion_tokens wins, as in OpenAI."""
+    if request.max_completion_tokens is not None:
+        return request.max_completion_tokens, "max_completion_tokens"
+    if request.max_tokens is not None:
+        return request.max_tokens, "max_tokens"
+    return None, None
+
+
 def completion_params(service: ChatService, request: CompletionRequest) -> GenerationParams:
+    """The caller's sampling where it sent some, else the default mode's, as a session's turn has it."""
     conversation = service.config.conversation
     mode = conversation.personality_modes[conversation.default_mode]
-    max_tokens = request.max_completion_tokens or request.max_tokens or conversation.max_tokens
-    if max_tokens > service.config.limits.max_tokens:
-        field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
-        raise APIError(422, "max_tokens_too_large", f"{field} must be at most {service.config.limits.max_tokens}", field)
-    temperature = request.temperature
-    if temperature is None:
-        temperature = mode.temperature if mode.temperature is not None else conversation.default_temperature
+    max_tokens, field_name = requested_max_tokens(request)
+    sampling = resolve_sampling(mode, conversation, request.temperature, max_tokens)
     return GenerationParams(
-        max_tokens=max_tokens,
-        temperature=temperature,
-        top_p=request.top_p if request.top_p is not None else mode.top_p,
+        max_tokens=service.cap_max_tokens(sampling.max_tokens, field_name),
+        temperature=sampling.temperature,
+        top_p=request.top_p if request.top_p is not None else sampling.top_p,
         adapter=pick_adapter(service, request.model),
         seed=request.seed,
     )
+
+
+@dataclass
+class Completion:
+    """One completion's identity and what the engine reports while it generates."""
+
+    model: str
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+    def chunk(self, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {**self.chunk_head(), "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    def chunk_head(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
+
+
+async def completion_chunks(completion: Completion, pieces: AsyncIterator[str], include_usage: bool) -> AsyncIterator[Any]:
+    """OpenAI's stream: a role chunk, a chunk per piece, the finish chunk, usage if asked, [DONE]."""
+    yield completion.chunk({"role": "assistant", "content": ""}, None)
+    async for piece in pieces:
+        yield completion.chunk({"content": piece}, None)
+    yield completion.chunk({}, openai_finish(completion.stats))
+    if include_usage:
+        yield {**completion.chunk_head(), "choices": [], "usage": usage(completion.stats).model_dump()}
+    yield DONE
 
 
 @router.post(
@@ -206,50 +239,22 @@ async def chat_completions(
     service.require_ready()
     params = completion_params(service, request)
     messages = await build_openai_messages(service, request, params)
-    stats = GenerationStats()
-    release = service.take_stream_slot(principal)
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
-    model = request.model or service.config.persona.personal_ai
-    reply = service.stream_reply(messages, params, stats, release)
-    if not request.stream:
-        try:
-            text = "".join([piece async for piece in reply])
-        finally:
-            release()
-        return ChatCompletion(
-            id=completion_id, created=created, model=model,
-            choices=[CompletionChoice(index=0, message=CompletionMessage(content=text), finish_reason=openai_finish(stats))],
-            usage=usage(stats),
+    completion = Completion(request.model or service.config.persona.personal_ai)
+    if request.stream:
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        return await event_stream(
+            service.stream_slot(principal),
+            lambda _: completion_chunks(completion, service.reply(messages, params, completion.stats), include_usage),
+            APIError.body,
         )
-
-    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        return {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-    async def lines():
-        yield format_event(chunk({"role": "assistant", "content": ""}, None))
-        try:
-            async with contextlib.aclosing(reply) as pieces:
-                async for piece in pieces:
-                    yield format_event(chunk({"content": piece}, None))
-        except APIError as error:
-            yield format_event(error.body())
-            return
-        yield format_event(chunk({}, openai_finish(stats)))
-        if request.stream_options and request.stream_options.include_usage:
-            yield format_event({"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                                "model": model, "choices": [], "usage": usage(stats).model_dump()})
-        yield format_done()
-
-    body = lines()
-
-    async def finish() -> None:
-        await body.aclose()
-        await reply.aclose()
-        release()
-
-    return StreamingResponse(body, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS, background=BackgroundTask(finish))
+    async with service.stream_slot(principal):
+        text = "".join([piece async for piece in service.reply(messages, params, completion.stats)])
+    return ChatCompletion(
+        id=completion.id, created=completion.created, model=completion.model,
+        choices=[CompletionChoice(index=0, message=CompletionMessage(content=text),
+                                  finish_reason=openai_finish(completion.stats))],
+        usage=usage(completion.stats),
+    )
 
 
 def openai_finish(stats: GenerationStats) -> str | None:
@@ -270,8 +275,6 @@ async def load_lora_adapter(
     if body.lora_path is not None and Path(body.lora_path).resolve() != expected.resolve():
         raise APIError(422, "invalid_field", "lora_path must be adapter.dir/<lora_name> of this server", "lora_path")
     service.require_ready()
-    from ..engines import AdapterError
-
     try:
         await service.engine.ensure_adapter(body.lora_name)
     except AdapterError as error:

@@ -2,29 +2,33 @@
 
 Lets another personalai server (engine.kind "tgi") or any `text-generation` client use this one as
 its TGI; `parameters.adapter_id` names an adapter version under adapter.dir (loaded on first use,
-after its manifest check), as TGI's multi-LoRA does. The prompt is raw text, already templated.
+after its manifest check), as TGI's multi-LoRA does. The prompt is raw text, already templated (so
+limits.maxMessageChars, a limit on one person's message, does not apply; limits.maxTokens does).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.background import BackgroundTask
 
 from ..auth import Principal
 from ..dependencies import authorize, get_service
-from ..engines import AdapterError, GenerationParams, GenerationStats
+from ..engines import AdapterError, Engine, GenerationParams, GenerationStats
 from ..engines.base import BASE_MODEL
 from ..errors import APIError
 from ..schemas import ErrorResponse
 from ..service import ChatService
-from ..sse import SSE_HEADERS, SSE_MEDIA_TYPE, format_event
+from ..sse import SSE_MEDIA_TYPE
+from ..streaming import event_stream
 
 router = APIRouter(tags=["tgi"], responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 501: {"model": ErrorResponse}})
+
+TokenEvents = Callable[[], AsyncIterator[dict[str, Any]]]
 
 
 class TGIParameters(BaseModel):
@@ -66,12 +70,9 @@ class TGIResponse(BaseModel):
 
 
 def tgi_params(service: ChatService, parameters: TGIParameters) -> GenerationParams:
-    if parameters.max_new_tokens > service.config.limits.max_tokens:
-        raise APIError(422, "max_tokens_too_large", f"parameters.max_new_tokens must be at most {service.config.limits.max_tokens}",
-                       "parameters.max_new_tokens")
     sampling = parameters.do_sample or parameters.temperature is not None or parameters.top_p is not None
     return GenerationParams(
-        max_tokens=parameters.max_new_tokens,
+        max_tokens=service.cap_max_tokens(parameters.max_new_tokens, "parameters.max_new_tokens"),
         temperature=(parameters.temperature or 1.0) if sampling else 0.0,
         top_p=parameters.top_p or 1.0,
         # TGI without adapter_id answers with the base model.
@@ -80,14 +81,14 @@ def tgi_params(service: ChatService, parameters: TGIParameters) -> GenerationPar
     )
 
 
-def local_engine(service: ChatService):
-    if not hasattr(service.engine, "stream_ids"):
+def token_engine(service: ChatService) -> Engine:
+    if not service.engine.streams_token_ids:
         raise APIError(501, "not_supported", "the TGI protocol is served only with engine.kind local", None)
     service.require_ready()
     return service.engine
 
 
-async def load_requested_adapter(engine, params: GenerationParams) -> None:
+async def load_requested_adapter(engine: Engine, params: GenerationParams) -> None:
     """Load adapter_id before the response starts, so a bad one is a plain 422."""
     if params.adapter:
         try:
@@ -96,29 +97,33 @@ async def load_requested_adapter(engine, params: GenerationParams) -> None:
             raise APIError(422, "adapter_not_found", str(error), "parameters.adapter_id") from None
 
 
-async def token_events(service, engine, request: TGIRequest, params: GenerationParams, stats: GenerationStats, release):
-    """TGI stream events: one per token; the last carries generated_text and details."""
+async def prepare(service: ChatService, request: TGIRequest) -> TokenEvents:
+    """Every refusal before a byte is sent; then, called with a stream slot held, the token events."""
+    engine = token_engine(service)
+    params = tgi_params(service, request.parameters)
+    await load_requested_adapter(engine, params)
     prompt_ids = engine.tokenizer.encode_prompt(request.inputs)
+    return lambda: token_events(service, engine, prompt_ids, params)
+
+
+async def token_events(service: ChatService, engine: Engine, prompt_ids: list[int], params: GenerationParams):
+    """TGI stream events: one per token; the last carries generated_text and details."""
+    stats = GenerationStats()
     pending: dict[str, Any] | None = None
     pieces: list[str] = []
     index = 0
-    try:
-        async with contextlib.aclosing(engine.stream_ids(prompt_ids, params, stats)) as tokens:
-            async for token_id, text in tokens:
-                pieces.append(text)
-                if token_id is None:
-                    # Text the engine held back to the end (cut mid-character) rides on the last token.
-                    pending["token"]["text"] += text
-                    continue
-                if pending is not None:
-                    yield pending
-                pending = {"index": index, "token": {"id": token_id, "text": text, "logprob": None, "special": False},
-                           "generated_text": None, "details": None}
-                index += 1
-    except AdapterError as error:
-        raise APIError(422, "adapter_not_found", str(error), "parameters.adapter_id") from None
-    finally:
-        release()
+    async with contextlib.aclosing(service.generation(engine.stream_ids(prompt_ids, params, stats), stats)) as tokens:
+        async for token_id, text in tokens:
+            pieces.append(text)
+            if token_id is None:
+                # Text the engine held back to the end (cut mid-character) rides on the last token.
+                pending["token"]["text"] += text
+                continue
+            if pending is not None:
+                yield pending
+            pending = {"index": index, "token": {"id": token_id, "text": text, "logprob": None, "special": False},
+                       "generated_text": None, "details": None}
+            index += 1
     finish = stats.finish_reason or "length"
     if finish == "eos_token" or pending is None:
         eos_id = next(iter(engine.tokenizer.eos_ids), 0)
@@ -127,23 +132,20 @@ async def token_events(service, engine, request: TGIRequest, params: GenerationP
         pending = {"index": stats.completion_tokens, "token": {"id": eos_id, "text": "", "logprob": None, "special": True}}
     pending["generated_text"] = "".join(pieces)
     pending["details"] = {"finish_reason": finish, "generated_tokens": stats.completion_tokens, "seed": params.seed}
-    service.observe(stats)
     yield pending
+
+
+def error_event(error: APIError) -> dict[str, Any]:
+    return {"error": error.message, "error_type": error.code}
 
 
 @router.post("/generate", response_model=TGIResponse)
 async def generate(request: TGIRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)):
-    engine = local_engine(service)
-    params = tgi_params(service, request.parameters)
-    await load_requested_adapter(engine, params)
-    stats = GenerationStats()
-    release = service.take_stream_slot(principal)
-    tokens: list[TGIToken] = []
-    last: dict[str, Any] = {}
-    async for event in token_events(service, engine, request, params, stats, release):
-        if not event["token"]["special"]:
-            tokens.append(TGIToken(**event["token"]))
-        last = event
+    events = await prepare(service, request)
+    async with service.stream_slot(principal):
+        collected = [event async for event in events()]
+    last = collected[-1]
+    tokens = [TGIToken(**event["token"]) for event in collected if not event["token"]["special"]]
     details = TGIDetails(**last["details"], tokens=tokens) if request.parameters.details else None
     return TGIResponse(generated_text=last["generated_text"], details=details)
 
@@ -151,25 +153,5 @@ async def generate(request: TGIRequest, principal: Principal = Depends(authorize
 @router.post("/generate_stream", response_class=StreamingResponse,
              responses={200: {"content": {SSE_MEDIA_TYPE: {}}, "description": "TGI token events"}})
 async def generate_stream(request: TGIRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)):
-    engine = local_engine(service)
-    params = tgi_params(service, request.parameters)
-    await load_requested_adapter(engine, params)
-    stats = GenerationStats()
-    release = service.take_stream_slot(principal)
-    events = token_events(service, engine, request, params, stats, release)
-
-    async def lines():
-        try:
-            async for event in events:
-                yield format_event(event)
-        except APIError as error:
-            yield format_event({"error": error.message, "error_type": error.code})
-
-    body = lines()
-
-    async def finish() -> None:
-        await body.aclose()
-        await events.aclose()
-        release()
-
-    return StreamingResponse(body, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS, background=BackgroundTask(finish))
+    events = await prepare(service, request)
+    return await event_stream(service.stream_slot(principal), lambda _: events(), error_event)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from personalai_reflections import Reflection, assess_readiness, count_words
+from personalai_contracts import Reflection, assess_readiness, count_words
 
 pytestmark = pytest.mark.unit
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from personalai_reflections import Reflection, ReflectionsError, parse_reflections
-from personalai_reflections.formats import detect_format
+from personalai_contracts import Reflection, ReflectionsError, parse_reflections
+from personalai_contracts.formats import detect_format
 
 pytestmark = pytest.mark.unit
 

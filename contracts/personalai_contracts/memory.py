@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from personalai_reflections.models import Reflection
+from personalai_contracts.models import Reflection
 
 INDEX_FILE = "memory.json"
 VECTORS_FILE = "memory.f32"
@@ -119,7 +119,9 @@ def choose(items: Sequence[MemoryItem], similarities: Sequence[float], settings:
     if not settings.enabled or settings.max_memories == 0:
         return Recall((), ())
     ranked = sorted(range(len(items)), key=lambda index: -similarities[index])
-    chosen, scores, used = [], [], 0
+    chosen: list[MemoryItem] = []
+    scores: list[float] = []
+    used = 0
     for index in ranked:
         score = similarities[index]
         if not math.isfinite(score) or score < settings.min_similarity or len(chosen) >= settings.max_memories:

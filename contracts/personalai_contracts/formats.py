@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 
-from personalai_reflections.models import Reflection, ReflectionsError
+from personalai_contracts.models import Reflection, ReflectionsError
 
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "question": ("question", "prompt", "q", "title", "query"),

@@ -1,4 +1,4 @@
-"""personalai_reflections.memory: the index contract between the trainer and the server, and the
+"""personalai_contracts.memory: the index contract between the trainer and the server, and the
 choice and rendering of memories in the system prompt."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from personalai_reflections import Reflection, memory
-from personalai_reflections.memory import MemoryItem, MemorySettings, Recall
+from personalai_contracts import Reflection, memory
+from personalai_contracts.memory import MemoryItem, MemorySettings, Recall
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ A directory holds adapter_config.json, adapter_model.safetensors, the tokenizer 
 manifest.json {adapterVersion, baseModel, dataVersion, config, metrics, files: {name: sha256}}.
 Standard library only, so the server can import it without torch:
 
-    from personalai_trainer.artifacts import verify_adapter_dir
+    from personalai_contracts.artifacts import verify_adapter_dir
     manifest = verify_adapter_dir("/artifacts/v1-3f9a2c1b")   # raises ArtifactError on any mismatch
 """
 
@@ -50,7 +50,12 @@ def write_manifest(
     temporary = directory / f".{MANIFEST}.tmp"
     temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     temporary.replace(directory / MANIFEST)  # atomic: a reader never sees half a manifest
-    return sha256_file(directory / MANIFEST)
+    return manifest_digest(directory)
+
+
+def manifest_digest(directory: str | os.PathLike[str]) -> str:
+    """The adapter's digest: its manifest's sha256, which covers every file's (what the operator records)."""
+    return sha256_file(Path(directory) / MANIFEST)
 
 
 def verify_adapter_dir(path: str | os.PathLike[str]) -> dict:

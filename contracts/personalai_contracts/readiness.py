@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from personalai_reflections.models import Reflection
+from personalai_contracts.models import Reflection
 
 _WORD = re.compile(r"\w+(?:['’-]\w+)*")
 

@@ -1,4 +1,4 @@
-"""Score a set of reflections against the readiness levels (ARCHITECTURE.md, "The loop", step 1).
+"""Score a set of reflections against the readiness levels: minimum and optimal (the product brief's levels).
 
 minimum: 20 responses, 30+ average words, 3+ categories, 1,000+ words;
 optimal: 100 responses, 100+ average words, 8+ categories, 5,000+ words.

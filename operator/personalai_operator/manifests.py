@@ -19,6 +19,7 @@ from personalai_contracts.trainer_config import (
 )
 from personalai_operator import naming
 from personalai_operator.models import API_VERSION, PersonalAISpec, TrainingRunSpec
+from personalai_operator.run_status import EXIT_CODES_NOT_RETRIED
 from personalai_operator.settings import OperatorSettings
 
 CONFIG_DIR = "/etc/personalai"
@@ -203,6 +204,16 @@ def model_download_env(settings: OperatorSettings) -> list[dict[str, str]]:
     return [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "TRANSFORMERS_OFFLINE", "value": "1"}]
 
 
+def build_pod_failure_policy() -> dict[str, Any]:
+    """Bad config or data fails the Job at once (a retry reads the same inputs); an evicted or preempted
+    pod does not count against the backoff limit."""
+    return {"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "trainer", "operator": "In",
+                                              "values": list(EXIT_CODES_NOT_RETRIED)}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    ]}
+
+
 def build_training_job(run: dict[str, Any], spec: TrainingRunSpec, settings: OperatorSettings) -> dict[str, Any]:
     """The trainer Job for a TrainingRun: one GPU on an RTX 5090 node, never two pods at once."""
     run_name = run["metadata"]["name"]
@@ -229,6 +240,9 @@ def build_training_job(run: dict[str, Any], spec: TrainingRunSpec, settings: Ope
             "limits": {"memory": settings.trainer_memory, settings.gpu_resource: "1"},
         },
         "securityContext": build_restricted_container_security(),
+        # The trainer writes only its error's category here (never logs: they may quote the reflections).
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "reflections", "mountPath": REFLECTIONS_DIR, "readOnly": True},
@@ -263,6 +277,8 @@ def build_training_job(run: dict[str, Any], spec: TrainingRunSpec, settings: Ope
             "activeDeadlineSeconds": settings.training_deadline_seconds,
             # A replacement pod starts only after the old one has fully failed: never two trainers at once.
             "podReplacementPolicy": "Failed",
+            "podFailurePolicy": build_pod_failure_policy(),
+            "ttlSecondsAfterFinished": settings.finished_job_ttl_seconds,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }

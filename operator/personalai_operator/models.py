@@ -120,7 +120,8 @@ class ServingConfig(CamelModel):
         "fieldPath": ".engineUrl",
     }]})
 
-    enabled: bool = Field(True, description="Run a chat server once an adapter has passed validation.")
+    enabled: bool = Field(True, description="Run a chat server once an adapter has passed validation "
+                          "(default: on; the point of training is to talk with it).")
     engine: Literal["local", "tgi", "vllm"] | None = Field(
         None, description="Inference engine; default: the operator's setting. local: in-process transformers+peft.")
     engine_url: str | None = Field(None, max_length=2048, pattern=r"^https?://",
@@ -131,9 +132,12 @@ class ServingConfig(CamelModel):
         default_factory=dict, max_length=16, json_schema_extra={"maxProperties": 16},
         description="Named personality modes.")
     default_mode: str | None = Field(None, max_length=63, description="The mode used when a chat names none.")
-    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature.")
-    max_tokens: int = Field(256, ge=1, le=8192, description="Most tokens generated per reply.")
-    history_window: int = Field(10, ge=0, le=200, description="Earlier messages kept in the prompt.")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature. 0.7: varied "
+                               "enough to sound like a person, steady enough to stay on what they wrote.")
+    max_tokens: int = Field(256, ge=1, le=8192, description="Most tokens generated per reply. 256: a few "
+                             "spoken paragraphs, the length of the person's own answers.")
+    history_window: int = Field(10, ge=0, le=200, description="Earlier messages kept in the prompt. 10: the "
+                                 "product's conversation memory, and it fits a small model's context.")
     memory: MemoryConfig = Field(default_factory=MemoryConfig,
                                  description="Recall of the person's own reflections into the prompt at chat time.")
 
@@ -141,8 +145,10 @@ class ServingConfig(CamelModel):
 class RetentionConfig(CamelModel):
     """How long data made from the reflections is kept (0: until the PersonalAI is deleted)."""
 
-    session_days: int = Field(30, ge=0, le=3650, description="Days to keep chat sessions.")
-    artifact_days: int = Field(90, ge=0, le=3650, description="Days to keep adapters that are not serving.")
+    session_days: int = Field(30, ge=0, le=3650, description="Days to keep chat sessions. 30: a month of "
+                               "conversation to return to; chat text is personal data, not kept longer by default.")
+    artifact_days: int = Field(90, ge=0, le=3650, description="Days to keep adapters that are not serving. "
+                                "90: a season of rollback; the current adapter and the history are never removed.")
 
 
 # ---- status pieces -------------------------------------------------------------------------
@@ -198,7 +204,8 @@ class PersonalAISpec(CamelModel):
     display_name: str = Field(min_length=1, max_length=100, description="The name the AI answers to.")
     reflections: ReflectionsSource = Field(description="Where the person's reflections are.")
     base_model: str = Field(DEFAULT_BASE_MODEL, min_length=1, max_length=253,
-                            description="Hugging Face id or local directory of the base model.")
+                            description="Hugging Face id or local directory of the base model. Default: "
+                            "Mistral-7B-Instruct v0.3, which QLoRA trains on one RTX 5090.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, json_schema_extra={"default": {}},
                                      description="Fine-tuning settings.")
     validation: ValidationConfig = Field(default_factory=ValidationConfig, json_schema_extra={"default": {}},
@@ -238,7 +245,8 @@ class TrainingRunSpec(CamelModel):
     personal_ai: str = Field(alias="personalAI", min_length=1, max_length=MAX_PERSONALAI_NAME, pattern=DNS_LABEL,
                              description="The PersonalAI this run trains.")
     base_model: str = Field(DEFAULT_BASE_MODEL, min_length=1, max_length=253,
-                            description="Hugging Face id or local directory of the base model.")
+                            description="Hugging Face id or local directory of the base model. Default: "
+                            "Mistral-7B-Instruct v0.3, which QLoRA trains on one RTX 5090.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, json_schema_extra={"default": {}},
                                      description="The resolved training settings.")
     validation: ValidationConfig = Field(default_factory=ValidationConfig, json_schema_extra={"default": {}},
@@ -267,3 +275,5 @@ class TrainingRunStatus(StatusModel):
     completion_time: str | None = Field(None, json_schema_extra={"format": "date-time"}, description="When it finished.")
     queued_seconds: float | None = Field(None, description="Seconds the pod waited for a node.")
     message: str | None = Field(None, description="Latest reason, in words.")
+    retried_for: str | None = Field(None, max_length=253, description="The PersonalAI's personalai.dev/retry "
+                                    "value this run's latest attempt answered.")

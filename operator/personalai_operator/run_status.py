@@ -12,8 +12,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from personalai_operator.conditions import find_condition, make_condition, set_condition, to_rfc3339
+from personalai_operator.models import GROUP
 
 PHASES_DONE = ("Succeeded", "Failed")
+SUPERSEDED = "Superseded"
+# Set to any new value on a PersonalAI: its failed current run gets a fresh Job, once per value.
+RETRY_ANNOTATION = f"{GROUP}/retry"
+NOT_RETRIABLE = ("InvalidSpec",)  # the same spec fails the same way
+# The trainer's exit codes and termination-message categories (personalai_trainer.__main__) -> reasons.
+TRAINER_FAILURES = {2: ("config", "InvalidConfig"), 3: ("data", "InvalidData"), 4: ("out-of-memory", "OutOfMemory")}
+EXIT_CODES_NOT_RETRIED = (2, 3)  # bad config, bad data: the Job fails at once rather than retrying
+FAILURE_ADVICE = {
+    "InvalidConfig": "the trainer rejected its config; fix the PersonalAI's spec.training",
+    "InvalidData": "the trainer could not use the reflections; fix the data",
+    "OutOfMemory": "the trainer ran out of memory; lower spec.training's batch size or sequence length",
+    "DeadlineExceeded": "the trainer ran past its deadline",
+    "TrainerError": "the trainer failed",
+}
+# Reset when a run starts over: what the last attempt's Job and trainer wrote.
+ATTEMPT_FIELDS = ("jobName", "node", "startTime", "completionTime", "queuedSeconds", "progress", "artifact",
+                  "validation")
 
 
 @dataclass
@@ -89,6 +107,35 @@ def validated_condition(validation: dict[str, Any] | None, generation: int | Non
     return make_condition("Validated", False, "ThresholdsMissed", reasons[:1000], generation)
 
 
+def trainer_termination(pod: dict[str, Any] | None) -> dict[str, Any]:
+    """The trainer container's terminated state ({} while it runs, or with no pod)."""
+    for container in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") == "trainer":
+            state = container.get("state") or {}
+            return state.get("terminated") or (container.get("lastState") or {}).get("terminated") or {}
+    return {}
+
+
+def failure_reason(failed: dict[str, Any], pod: dict[str, Any] | None) -> tuple[str, str]:
+    """(reason, message) of a failed Job, from its condition and the trainer's terminated state.
+
+    The termination message is matched against the trainer's fixed categories only and never
+    echoed: whatever else a container writes there is not the operator's to repeat.
+    """
+    job_reason = failed.get("reason") or "JobFailed"
+    terminated = trainer_termination(pod)
+    code, category = terminated.get("exitCode"), (terminated.get("message") or "").strip()
+    if job_reason == "DeadlineExceeded":
+        reason = "DeadlineExceeded"
+    elif terminated.get("reason") == "OOMKilled":
+        reason = "OutOfMemory"
+    else:
+        reason = next((name for exit_code, (word, name) in TRAINER_FAILURES.items()
+                       if category == word or code == exit_code), "TrainerError")
+    exit_text = f"exit code {code}, " if code is not None else ""
+    return reason, f"{reason}: {FAILURE_ADVICE[reason]} ({exit_text}Job {job_reason})."
+
+
 def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], status: dict[str, Any],
                       generation: int | None = None, now: str | None = None,
                       validation: dict[str, Any] | None = None) -> RunStatusUpdate:
@@ -109,7 +156,7 @@ def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], st
         phase, message = "Pending", "Creating the trainer Job."
     elif failed:
         phase = "Failed"
-        message = f"{failed.get('reason') or 'JobFailed'}: {failed.get('message') or 'the trainer Job failed'}"
+        failure, message = failure_reason(failed, pod)
     elif complete:
         phase, message = "Succeeded", "The trainer finished."
     elif pod_phase == "Running":
@@ -136,7 +183,7 @@ def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], st
     put("Succeeded", phase == "Succeeded", "JobComplete" if phase == "Succeeded" else "NotComplete",
         "The trainer Job completed." if phase == "Succeeded" else "The trainer Job has not completed.")
     if phase == "Failed":
-        put("Failed", True, (failed or {}).get("reason") or "JobFailed", message[:1000])
+        put("Failed", True, failure, message[:1000])
     else:
         put("Failed", False, "NoFailure", "The trainer Job has not failed.")
     conditions = set_condition(conditions, validated_condition(validation, generation), now)
@@ -180,3 +227,45 @@ def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], st
 def status_changed(update: RunStatusUpdate, status: dict[str, Any]) -> bool:
     """Whether writing `update` would change anything (skip no-op patches)."""
     return any(status.get(key) != value for key, value in update.fields.items())
+
+
+def is_superseded(status: dict[str, Any]) -> bool:
+    failed = find_condition(status.get("conditions"), "Failed") or {}
+    return status.get("phase") == "Failed" and failed.get("reason") == SUPERSEDED
+
+
+def superseded_status(status: dict[str, Any], newer: str, generation: int | None,
+                      now: str | None = None) -> dict[str, Any]:
+    """A run stopped because its PersonalAI's data or config changed: Failed, naming the newer run."""
+    message = f"Superseded by TrainingRun {newer}: the PersonalAI's data or training config changed."
+    conditions = set_condition(list(status.get("conditions") or []),
+                               make_condition("Running", False, SUPERSEDED, message, generation), now)
+    conditions = set_condition(conditions, make_condition("Failed", True, SUPERSEDED, message, generation), now)
+    return {"phase": "Failed", "conditions": conditions, "message": message}
+
+
+def restarted_status(status: dict[str, Any], reason: str, message: str, generation: int | None,
+                     retry: str | None = None, now: str | None = None) -> dict[str, Any]:
+    """A run starting over with a fresh Job: Pending, the last attempt's outcome cleared (merge-patch nulls)."""
+    conditions = list(status.get("conditions") or [])
+    for type_, why in (("Failed", reason), ("Succeeded", "NotComplete"), ("Running", "NotStarted")):
+        conditions = set_condition(conditions, make_condition(type_, False, why, message, generation), now)
+    fields: dict[str, Any] = {"phase": "Pending", "conditions": conditions, "message": message,
+                              **dict.fromkeys(ATTEMPT_FIELDS)}
+    if retry is not None:
+        fields["retriedFor"] = retry
+    return fields
+
+
+def last_retry(run: dict[str, Any]) -> str | None:
+    """The retry value this run last answered, or the one its PersonalAI had when it was made."""
+    return ((run.get("status") or {}).get("retriedFor")
+            or (run["metadata"].get("annotations") or {}).get(RETRY_ANNOTATION))
+
+
+def retry_due(run: dict[str, Any], retry: str | None) -> bool:
+    """Whether the PersonalAI's retry value asks for a fresh attempt of this failed run."""
+    status = run.get("status") or {}
+    failed = find_condition(status.get("conditions"), "Failed") or {}
+    return bool(retry) and status.get("phase") == "Failed" and failed.get("reason") not in (SUPERSEDED, *NOT_RETRIABLE) \
+        and retry != last_retry(run)

@@ -46,6 +46,8 @@ class OperatorSettings(BaseModel):
     training_deadline_seconds: int = Field(6 * 3600, ge=60, alias="TRAINING_DEADLINE_SECONDS")
     # Retries resume from checkpoints; more than two usually means a real bug.
     training_backoff_limit: int = Field(2, ge=0, alias="TRAINING_BACKOFF_LIMIT")
+    # A finished trainer Job (and its pods) is deleted this long after it ends; the run keeps its outcome.
+    finished_job_ttl_seconds: int = Field(24 * 3600, ge=0, alias="FINISHED_JOB_TTL_SECONDS")
     # Level-based safety net: how often every object is re-read even without an event.
     resync_seconds: float = Field(30.0, gt=0, alias="RESYNC_SECONDS")
     metrics_port: int = Field(8000, ge=0, alias="METRICS_PORT")  # 0 turns the metrics server off

@@ -2,8 +2,9 @@
 
     app = build_app(config, config_path="/etc/personalai/server.yaml")
 
-The engine loads in the background so /healthz answers at once and /readyz turns 200 when the
-model is in memory; the active adapter's memory index (and the embedder, if it has one) follows.
+The engine loads in the background (ChatService.start_engine) so /healthz answers at once and
+/readyz turns 200 when the model is in memory; the active adapter's memory index (and the embedder,
+if it has one) follows.
 `engine` may be passed in (the benchmark uses this to time the server alone).
 """
 
@@ -17,7 +18,7 @@ from fastapi import FastAPI
 
 from .auth import TokenStore
 from .config import ServerConfig
-from .engines import AdapterError, Engine, build_engine
+from .engines import Engine, build_engine
 from .errors import install_error_handlers
 from .metrics import ServerMetrics
 from .middleware import RequestMetrics, RequestSizeLimit
@@ -27,26 +28,6 @@ from .service import ChatService
 from .storage import SessionStore
 
 log = logging.getLogger(__name__)
-
-
-async def load_engine(service: ChatService) -> None:
-    # On failure /readyz stays 503 with the reason; the process stays up for the probes to see.
-    try:
-        await service.expect_adapter(service.config.adapter)
-        await service.engine.start(service.config.adapter.version)
-        service.metrics.observe_adapters(service.engine.loaded_adapters(), service.engine.active_adapter)
-        log.info("model ready (engine %s, adapter %s)", service.engine.kind, service.engine.active_adapter)
-    except AdapterError as error:
-        # A refused adapter is not replaced by another: serving the wrong person's model is worse than none.
-        service.not_ready_reason = str(error)
-        log.error("adapter not served: %s", error)
-        return
-    except Exception as error:
-        service.not_ready_reason = f"engine failed to start ({type(error).__name__})"
-        log.exception("engine failed to start")
-        return
-    # There is no older adapter to fall back to: a broken memory index is logged and the model serves without.
-    await service.memory_index(service.engine.active_adapter)
 
 
 def build_app(config: ServerConfig, config_path: str | None = None, engine: Engine | None = None) -> FastAPI:
@@ -59,7 +40,7 @@ def build_app(config: ServerConfig, config_path: str | None = None, engine: Engi
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         purge_expired(service)
-        tasks = [asyncio.create_task(load_engine(service)), asyncio.create_task(watch_config(service, config_path))]
+        tasks = [asyncio.create_task(service.start_engine()), asyncio.create_task(watch_config(service, config_path))]
         try:
             yield
         finally:
@@ -75,6 +56,8 @@ def build_app(config: ServerConfig, config_path: str | None = None, engine: Engi
         version="0.1.0",
         description=f"Chat with {config.persona.display_name}'s PersonalAI. Send `Authorization: Bearer <token>`.",
         lifespan=lifespan,
+        # The API document is served under the token (routes/health.py), not to anyone who asks.
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.service = service
     app.state.tokens = tokens

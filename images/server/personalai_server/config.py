@@ -51,6 +51,11 @@ class Engine(_Model):
     # Context length of a remote engine's model; local reads it from the model config.
     context_length: int | None = Field(default=None, ge=64)
     request_timeout_seconds: float = Field(default=120.0, gt=0)
+    # A local generation still running after this long is stopped with a 504 (or a stream's error event).
+    generation_timeout_seconds: float = Field(default=300.0, gt=0)
+    # /healthz turns 503 once the engine has failed to start for this long, so the kubelet restarts
+    # the pod; a model that is still loading is never counted as failing.
+    unhealthy_after_seconds: float = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> Engine:
@@ -193,6 +198,13 @@ class Limits(_Model):
     requests_per_minute: int = Field(default=60, ge=1)
     concurrent_streams: int = Field(default=4, ge=1)
     max_sessions_per_token: int = Field(default=1000, ge=1)
+    # A WebSocket must authenticate within this long or it is closed with 1008 (policy violation).
+    websocket_auth_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Open WebSockets per token, and in all (unauthenticated ones count toward the total).
+    websockets_per_token: int = Field(default=4, ge=1)
+    max_websockets: int = Field(default=64, ge=1)
+    # On SIGTERM, replies already streaming get this long to finish; then they end with an error event.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
 
 
 class Listen(_Model):

@@ -25,9 +25,18 @@ def authenticate_token(request_state, token: str | None) -> Principal:
     return principal
 
 
-async def authorize(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+def optional_principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal | None:
+    """The caller if it sent a valid token, else None (for endpoints that say more to a token holder)."""
+    return request.app.state.tokens.authenticate(credentials.credentials if credentials else None)
+
+
+def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+    """The caller, whose token checked out; not counted against a rate limit (metrics, the API document)."""
+    return authenticate_token(request.app.state, credentials.credentials if credentials else None)
+
+
+async def authorize(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
     """The caller, after its token checked out and its request was counted against its rate limit."""
-    principal = authenticate_token(request.app.state, credentials.credentials if credentials else None)
     request.app.state.service.count_request(principal)
     request.state.owner = principal.short_id
     return principal

@@ -5,7 +5,9 @@ every file against the manifest) and loaded beside the current one, with its mem
 made active: requests already generating finish on the old adapter, new ones use the new one and
 its memories, with no restart. A version that fails verification, or whose memory index cannot be
 read, is not switched to (logged, e.g. "adapter digest mismatch", and the old one serves on). The
-conversation settings and limits apply to the next request. Changes to the engine, storage, auth or
+conversation settings and limits apply to the next request. While the engine has failed to start
+(an adapter that cannot be loaded), a changed config is still applied and the start retried, so a
+rollback recovers the pod without deleting it. Changes to the engine, storage, auth or
 listen sections need a restart (logged, and the old values stay in force). Expired sessions are
 purged on the same timer.
 """
@@ -26,13 +28,18 @@ RESTART_ONLY = ("engine", "storage", "auth", "listen")
 PURGE_EVERY_SECONDS = 300.0
 
 
-async def apply_config(service: ChatService, new: ServerConfig) -> bool:
-    """Apply `new` to the running service; returns whether the active adapter changed."""
-    old = service.config
+def keep_restart_only(old: ServerConfig, new: ServerConfig) -> ServerConfig:
+    """`new` with the sections that need a restart as they are in `old` (a change to one is logged)."""
     for section in RESTART_ONLY:
         if getattr(old, section) != getattr(new, section):
             log.warning("config section %s changed; it takes effect after a restart", section)
             new = new.model_copy(update={section: getattr(old, section)})
+    return new
+
+
+async def apply_config(service: ChatService, new: ServerConfig) -> bool:
+    """Apply `new` to the running service; returns whether the active adapter changed."""
+    new = keep_restart_only(service.config, new)
     changed = new.adapter.version != service.engine.active_adapter
     if changed:
         # The digest, then the index: a refused or broken one leaves the old adapter (and its memories) serving.
@@ -48,6 +55,20 @@ async def apply_config(service: ChatService, new: ServerConfig) -> bool:
     return changed
 
 
+async def retry_start(service: ChatService, new: ServerConfig) -> bool:
+    """The engine failed to start: a changed config (e.g. a rollback to the last good adapter) is
+    applied and the start tried again, in this process; returns whether it was retried."""
+    new = keep_restart_only(service.config, new)
+    if new == service.config:
+        return False
+    service.config = new
+    if hasattr(service.engine, "config"):
+        service.engine.config = new
+    log.info("config changed while not serving; starting again with adapter %s", new.adapter.version or "none")
+    await service.start_engine()
+    return True
+
+
 async def watch_config(service: ChatService, config_path: str | None) -> None:
     last_purge = 0.0
     while True:
@@ -55,10 +76,15 @@ async def watch_config(service: ChatService, config_path: str | None) -> None:
         if time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
             purge_expired(service)
             last_purge = time.monotonic()
-        if config_path is None or not service.engine.ready:
+        if config_path is None:
             continue
         try:
-            await apply_config(service, load_config(config_path))
+            new = load_config(config_path)
+            if service.engine.ready:
+                await apply_config(service, new)
+            elif service.not_ready_reason is not None:
+                await retry_start(service, new)
+            # else: the model is still loading; the config is read again on the next tick.
         except ConfigError as error:
             log.error("config not reloaded: %s", error)
         except EngineError as error:

@@ -11,6 +11,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+# Bounds of the numeric fields every protocol shares: a seed is an int64 (what the engines take; a
+# larger one is a 422 naming the field, not an engine failure); a token count fits an int32 (the
+# server's own limits.maxTokens, checked by the service, is far below).
+SEED_MIN = -(2**63)
+SEED_MAX = 2**63 - 1
+TOKENS_MAX = 2**31 - 1
+
 
 class _Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
@@ -18,7 +25,7 @@ class _Camel(BaseModel):
 
 class SessionSettings(_Camel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=TOKENS_MAX)
     personality_mode: str | None = Field(default=None, min_length=1, max_length=64)
     enable_emotional_tone: bool = False
     # False: no memories in this session's prompts (for comparing answers with and without them).

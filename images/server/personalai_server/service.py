@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from .adapters import AdapterDigestError, check_digest
 from .auth import Principal
 from .config import Adapter, ServerConfig, memory_settings
 from .engines import Engine, EngineError, GenerationParams, GenerationStats
-from .engines.base import AdapterError
+from .engines.base import AdapterError, GenerationTimeoutError
 from .errors import APIError
 from .limits import RateLimiter, StreamSlots, retry_after_header
 from .memory import NO_RECALL, Memories, MemoryIndex
@@ -35,6 +36,7 @@ from .storage import SessionStore, StoredSession
 log = logging.getLogger(__name__)
 
 Piece = TypeVar("Piece")
+ALL_SOCKETS = "*"  # no token owner (a sha256 in hex) is spelled so
 
 
 @dataclass
@@ -62,8 +64,56 @@ class ChatService:
         self.memories = memories or Memories()
         self.rate_limiter = RateLimiter()
         self.stream_slots = StreamSlots()
-        # Why the engine is not serving, when it cannot start (readiness reports it; no personal data).
+        # Open WebSockets: by token owner, and all of them under ALL_SOCKETS.
+        self.sockets = StreamSlots()
+        # Why the engine is not serving, when it cannot start (readiness reports it; no personal data),
+        # and since when (monotonic): liveness fails once that is longer than engine.unhealthyAfterSeconds.
         self.not_ready_reason: str | None = None
+        self.failing_since: float | None = None
+        # Set on SIGTERM (monotonic): replies still generating past it end with server_shutting_down.
+        self.shutdown_deadline: float | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start_engine(self) -> None:
+        """Load the model and the configured adapter. On failure the process stays up, not ready, with
+        the reason (for /readyz) and the time (for /healthz); the reloader calls this again when the
+        config changes, so a rollback recovers without deleting the pod."""
+        try:
+            await self.expect_adapter(self.config.adapter)
+            await self.engine.start(self.config.adapter.version)
+        except AdapterError as error:
+            # A refused adapter is not replaced by another: serving the wrong person's model is worse than none.
+            self.mark_failed(str(error))
+            log.error("adapter not served: %s", error)
+            return
+        except Exception as error:
+            self.mark_failed(f"engine failed to start ({type(error).__name__})")
+            log.exception("engine failed to start")
+            return
+        self.not_ready_reason = self.failing_since = None
+        self.metrics.observe_adapters(self.engine.loaded_adapters(), self.engine.active_adapter)
+        log.info("model ready (engine %s, adapter %s)", self.engine.kind, self.engine.active_adapter)
+        # There is no older adapter to fall back to: a broken memory index is logged and the model serves without.
+        await self.memory_index(self.engine.active_adapter)
+
+    def mark_failed(self, reason: str) -> None:
+        self.not_ready_reason = reason
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+
+    def stuck(self) -> bool:
+        """Whether the engine has been failing (not merely loading) for longer than allowed."""
+        return (self.failing_since is not None
+                and time.monotonic() - self.failing_since > self.config.engine.unhealthy_after_seconds)
+
+    def begin_shutdown(self) -> None:
+        self.shutdown_deadline = time.monotonic() + self.config.limits.shutdown_grace_seconds
+
+    def check_not_stopping(self) -> None:
+        if self.shutdown_deadline is not None and time.monotonic() >= self.shutdown_deadline:
+            raise APIError(503, "server_shutting_down", "the server is shutting down; retry on another replica",
+                           None, {"Retry-After": "1"})
 
     # --- limits -------------------------------------------------------------------------------
 
@@ -103,6 +153,31 @@ class ChatService:
         if field_name is None:
             return limit
         raise APIError(422, "max_tokens_too_large", f"{field_name} must be at most {limit}", field_name)
+
+    def check_context(self, prompt_tokens: int, max_tokens: int, field_name: str) -> None:
+        """A raw prompt (`field_name`) of `prompt_tokens` and a reply of up to `max_tokens` fit the model's
+        context; chat routes trim history to fit instead, but a prompt sent whole cannot be trimmed."""
+        context = self.engine.context_length
+        if prompt_tokens + max_tokens > context:
+            raise APIError(
+                422, "context_length_exceeded",
+                f"{field_name} is {prompt_tokens} tokens; with {max_tokens} to generate that is over the "
+                f"model's context of {context}", field_name,
+            )
+
+    @contextlib.asynccontextmanager
+    async def socket_slot(self, principal: Principal | None) -> AsyncIterator[None]:
+        """One open WebSocket, held for the block: of all (`principal` None; limits.maxWebsockets, which
+        counts those not authenticated yet) or of a token's (limits.websocketsPerToken); 429 on entry."""
+        key, limit, name = ((ALL_SOCKETS, self.config.limits.max_websockets, "maxWebsockets") if principal is None
+                            else (principal.owner, self.config.limits.websockets_per_token, "websocketsPerToken"))
+        if not self.sockets.try_acquire(key, limit):
+            self.metrics.rejections.labels(limit=name).inc()
+            raise APIError(429, "too_many_connections", f"too many open WebSockets: limits.{name} reached", None)
+        try:
+            yield
+        finally:
+            self.sockets.release(key)
 
     # --- sessions -----------------------------------------------------------------------------
 
@@ -146,6 +221,7 @@ class ChatService:
             raise APIError(422, "empty_message", f"{field_name} must not be empty", field_name)
 
     def require_ready(self) -> None:
+        self.check_not_stopping()
         if not self.engine.ready:
             raise APIError(503, "model_loading", "the model is still loading; retry shortly", None, {"Retry-After": "5"})
 
@@ -273,10 +349,13 @@ class ChatService:
         try:
             async with contextlib.aclosing(stream) as pieces:
                 async for piece in pieces:
+                    self.check_not_stopping()
                     yield piece
             completed = True
         except AdapterError as error:
             raise APIError(503, "adapter_unavailable", str(error), None) from None
+        except GenerationTimeoutError as error:
+            raise APIError(504, "generation_timeout", str(error), None) from None
         except EngineError as error:
             raise APIError(502, "engine_error", str(error), None) from None
         finally:

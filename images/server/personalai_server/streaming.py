@@ -7,21 +7,29 @@ refusals are plain HTTP errors; it stays held until the response is over, howeve
 frames ran out, an APIError became the protocol's error frame, the client went away, or the
 server is stopping. Then the frames are closed (which stops the engine) and `hold` is left, which
 gives the slot back. A route maps only its own frame format.
+
+A route that answers once (no stream) runs its generation through `unless_disconnected`, so a client
+that leaves stops the engine there too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, TypeVar
 
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from .errors import APIError
 from .sse import SSE_HEADERS, SSE_MEDIA_TYPE, format_frame
 
 Held = TypeVar("Held")
+Result = TypeVar("Result")
+# How often a route that answers once checks that its client is still there.
+DISCONNECT_POLL_SECONDS = 0.25
 ErrorFrame = Callable[[APIError], Any]
 
 
@@ -64,3 +72,20 @@ async def event_stream(
         # The response owns the hold from here: it is left when the response is over.
         return EventStream(frames(held), error_frame, stack.pop_all())
 
+
+
+async def unless_disconnected(request: Request, work: Awaitable[Result]) -> Result:
+    """The result of `work`; if the client disconnects first, `work` is cancelled (closing its
+    generation stops the engine and gives its stream slot back) and 499 is the (unread) answer."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+            if not task.done() and await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise APIError(499, "client_disconnected", "the client went away before the reply was complete")
+        return task.result()
+    finally:
+        task.cancel()

@@ -64,7 +64,7 @@ def load_latest_checkpoint(root: Path, model, optimizer, fingerprint: str) -> Tr
             continue
         device = next(p.device for p in model.parameters() if p.requires_grad)
         set_peft_model_state_dict(model, load_file(directory / "adapter.safetensors", device=str(device)))
-        saved = torch.load(directory / "optimizer.pt", map_location="cpu", weights_only=False)
+        saved = torch.load(directory / "optimizer.pt", map_location="cpu", weights_only=True)
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
         if saved["cuda_rng"] and torch.cuda.is_available():

@@ -18,6 +18,7 @@ from personalai_operator import kube, manifests, metrics, naming
 from personalai_operator.conditions import find_condition
 from personalai_operator.handlers.common import SETTINGS, InvalidSpec, namespace_of, object_lock, parse_spec
 from personalai_operator.handlers.serving import reconcile_serving
+from personalai_operator.handlers.training_run import restart_run, supersede_run
 from personalai_operator.models import GROUP, VERSION, PersonalAISpec
 from personalai_operator.personalai_status import (
     DataVerdict,
@@ -27,6 +28,7 @@ from personalai_operator.personalai_status import (
     unavailable,
 )
 from personalai_operator.promotion import Promotion, known_versions, promote
+from personalai_operator.run_status import PHASES_DONE, RETRY_ANNOTATION, is_superseded, retry_due
 from personalai_operator.run_trust import trusted_run
 
 log = logging.getLogger(__name__)
@@ -78,22 +80,42 @@ def _assess(namespace: str, personalai: str, spec: PersonalAISpec) -> DataVerdic
 
 
 def _ensure_training_run(personalai: dict[str, Any], spec: PersonalAISpec, data_version: str) -> dict[str, Any]:
-    """The run for the current (data, config); created when absent."""
+    """The run for the current (data, config): created when absent, the only one with a trainer Job.
+
+    Runs still going for earlier inputs are stopped first, so there is never a second trainer; a failed
+    run starts over once per new value of the PersonalAI's retry annotation.
+    """
     namespace, name = personalai["metadata"]["namespace"], personalai["metadata"]["name"]
     if SETTINGS.artifacts_volume == "pvc":
         kube.create_if_absent(manifests.build_artifacts_claim(personalai, SETTINGS))
     fingerprint = naming.training_fingerprint(data_version, spec.base_model, spec.training)
     run_name = naming.training_run_name(name, fingerprint)
-    run = kube.get("TrainingRun", namespace, run_name)
+    runs = kube.list_objects("TrainingRun", namespace, naming.personalai_labels(name))
+    for older in runs:
+        if older["metadata"]["name"] != run_name and (older.get("status") or {}).get("phase") not in PHASES_DONE:
+            supersede_run(older, run_name)
+    retry = (personalai["metadata"].get("annotations") or {}).get(RETRY_ANNOTATION)
+    run = next((candidate for candidate in runs if candidate["metadata"]["name"] == run_name), None)
     if run is not None:
-        return run
-    ordinal = len(kube.list_objects("TrainingRun", namespace, naming.personalai_labels(name))) + 1
+        return _restart_if_asked(run, retry) or run
     manifest = manifests.build_training_run(personalai, spec, run_name, data_version,
-                                            naming.adapter_version(ordinal, fingerprint))
+                                            naming.adapter_version(len(runs) + 1, fingerprint))
+    if retry:  # the value in force when the run was made: only a new one retries it
+        manifest["metadata"]["annotations"] = {RETRY_ANNOTATION: retry}
     run, created = kube.create_if_absent(manifest)
     if created:
         kube.emit_event(personalai, "Normal", "TrainingRunCreated", f"Created TrainingRun {run_name}.")
     return run
+
+
+def _restart_if_asked(run: dict[str, Any], retry: str | None) -> dict[str, Any] | None:
+    """The run started over when it was superseded and its inputs are current again, or a retry asks."""
+    if is_superseded(run.get("status") or {}):
+        return restart_run(run, "Resumed", "Resumed: the PersonalAI's data and training config are this run's again.")
+    if retry_due(run, retry):
+        return restart_run(run, "Retrying", f"Retrying: the PersonalAI's {RETRY_ANNOTATION} is now {retry!r}.",
+                           retry)
+    return None
 
 
 def _announce(personalai: dict[str, Any], old: dict[str, Any], new: dict[str, Any], promotion: Promotion) -> None:

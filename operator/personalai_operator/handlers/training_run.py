@@ -10,13 +10,22 @@ import logging
 from typing import Any
 
 import kopf
+import kubernetes
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from personalai_operator import kube, manifests, metrics, naming
 from personalai_operator.conditions import find_condition, make_condition, set_condition
 from personalai_operator.handlers.common import SETTINGS, InvalidSpec, namespace_of, object_lock, parse_spec
 from personalai_operator.models import GROUP, VERSION, PersonalAISpec, TrainingRunSpec
-from personalai_operator.run_status import PHASES_DONE, derive_run_status, status_changed
+from personalai_operator.run_status import (
+    PHASES_DONE,
+    derive_run_status,
+    is_superseded,
+    restarted_status,
+    status_changed,
+    superseded_status,
+)
 from personalai_operator.run_trust import run_refusal, trusted_run
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,12 @@ def _reconcile(namespace: str, name: str) -> str | None:
         _report_invalid(run, status, str(error), generation)
         raise
     job = kube.get("Job", namespace, name)
+    if is_superseded(status):
+        if job:  # stopped before its Job went (an operator restart between the two): finish stopping it
+            _delete_job(namespace, name)
+        return "Failed"
+    if job and job["metadata"].get("deletionTimestamp") and status.get("phase") not in PHASES_DONE:
+        return status.get("phase")  # a restarted run's old Job on its way out: its deletion event brings us back
     if status.get("phase") not in PHASES_DONE:
         personalai = kube.get("PersonalAI", namespace, spec.personal_ai)
         refusal = None if job else run_refusal(run, personalai, kube.read_metadata(
@@ -54,7 +69,10 @@ def _reconcile(namespace: str, name: str) -> str | None:
             _report_failed(run, "Refused", refusal)
             return "Failed"
         job = _ensure_children(run, spec, personalai) or job
-    pods = kube.list_objects("Pod", namespace, {naming.LABEL_TRAINING_RUN: name}) if job else []
+    # This Job's own pods: a retried run's earlier pods may still be on their way out.
+    pods = [pod for pod in kube.list_objects("Pod", namespace, {naming.LABEL_TRAINING_RUN: name})
+            if any(ref.get("uid") == job["metadata"].get("uid") for ref in pod["metadata"].get("ownerReferences") or [])
+            ] if job else []
     if job is None and status.get("phase") in PHASES_DONE:
         return status["phase"]  # the Job was cleaned up after the run ended; keep the recorded outcome
     trusted = trusted_run(run, job) or run
@@ -69,6 +87,47 @@ def _reconcile(namespace: str, name: str) -> str | None:
     if "queuedSeconds" in update.fields:
         metrics.record_time_queued(key, update.fields["queuedSeconds"])
     return update.fields["phase"]
+
+
+def supersede_run(run: dict[str, Any], newer: str) -> None:
+    """Stop a run its PersonalAI no longer wants (the data or config changed): its Job goes, it says why."""
+    namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
+    with object_lock("TrainingRun", namespace, name):
+        run = kube.get("TrainingRun", namespace, name) or {}
+        status = run.get("status") or {}
+        if not run or status.get("phase") in PHASES_DONE:
+            return  # finished meanwhile: its outcome stands
+        # Status first: a reconcile of this run that follows sees it stopped and makes no Job again.
+        fields = superseded_status(status, newer, run["metadata"].get("generation"))
+        kube.patch_status("TrainingRun", namespace, name, fields)
+        _delete_job(namespace, name)
+        kube.emit_event(run, "Normal", "Superseded", fields["message"])
+    metrics.record_run_phase(f"{namespace}/{name}", "Failed")
+
+
+def restart_run(run: dict[str, Any], reason: str, message: str, retry: str | None = None) -> dict[str, Any] | None:
+    """Start a finished run over with a fresh Job (a retry, or a superseded run whose inputs are back)."""
+    namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
+    with object_lock("TrainingRun", namespace, name):
+        # The Job first: a status reset with the old Job still there would read its failure again.
+        _delete_job(namespace, name)
+        kube.patch_status("TrainingRun", namespace, name,
+                          restarted_status(run.get("status") or {}, reason, message,
+                                           run["metadata"].get("generation"), retry))
+        kube.emit_event(run, "Normal", reason, message)
+    reconcile_training_run(namespace, name)  # the fresh Job now, not at the next event
+    return kube.get("TrainingRun", namespace, name)
+
+
+def _delete_job(namespace: str, name: str) -> None:
+    """Delete the run's Job and, through the garbage collector, its pods (the API's default for Jobs
+    orphans them, which would leave a trainer running)."""
+    try:
+        kubernetes.client.BatchV1Api(kube.api_client()).delete_namespaced_job(
+            name, namespace, propagation_policy="Background")
+    except ApiException as error:
+        if error.status != 404:
+            raise
 
 
 def _ensure_children(run: dict[str, Any], spec: TrainingRunSpec,

@@ -117,7 +117,7 @@ def wait_ready(base_url: str, timeout: float = 60.0, adapter: str | None = "any"
     last = None
     while time.monotonic() < deadline:
         try:
-            response = httpx.get(f"{base_url}/readyz", timeout=2.0)
+            response = httpx.get(f"{base_url}/readyz", headers=auth(), timeout=2.0)
             last = response.json()
             if response.status_code == 200 and (adapter == "any" or last.get("adapterVersion") == adapter):
                 return last
@@ -133,6 +133,7 @@ class ThreadServer:
     def __init__(self, config_dict: dict, config_path: Path | None = None, engine=None):
         import uvicorn
 
+        from personalai_server.__main__ import uvicorn_limits
         from personalai_server.app import build_app
         from personalai_server.config import parse_config
 
@@ -142,7 +143,7 @@ class ThreadServer:
         port = self.config.listen.port
         self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning",
-                                                    ws="websockets-sansio"))
+                                                    **uvicorn_limits(self.config)))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ThreadServer:

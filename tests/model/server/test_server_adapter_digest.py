@@ -21,7 +21,7 @@ pytestmark = pytest.mark.model
 
 def refusals(url: str, version: str) -> float:
     prefix = f'personalai_server_adapter_refusals_total{{reason="digest_mismatch",version="{version}"}} '
-    lines = [line for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines() if line.startswith(prefix)]
+    lines = [line for line in httpx.get(f"{url}/metrics", headers=auth(), timeout=10).text.splitlines() if line.startswith(prefix)]
     return float(lines[0][len(prefix):]) if lines else 0.0
 
 
@@ -55,7 +55,7 @@ def test_another_persons_adapter_under_the_served_version_is_never_loaded(
     server = ThreadServer(config)
     server.thread.start()
     try:
-        ready = wait_for(lambda: (r := httpx.get(f"{server.url}/readyz", timeout=2)).json()["status"] == "failed" and r,
+        ready = wait_for(lambda: (r := httpx.get(f"{server.url}/readyz", headers=auth(), timeout=2)).json()["status"] == "failed" and r,
                          what="/readyz failed")
         assert ready.status_code == 503
         body = ready.json()

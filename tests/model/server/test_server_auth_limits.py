@@ -28,9 +28,16 @@ def test_tokens_and_ownership(server):
         assert error_of(client.get("/api/ai-echo/sessions"), 401)["field"] == "Authorization"
         assert error_of(client.get("/api/ai-echo/sessions", headers=auth("not-a-token-at-all-123")), 401)["code"] == "unauthorized"
         assert error_of(client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}), 401)
-        # Probes, metrics and the page need no token.
-        for path in ("/healthz", "/readyz", "/metrics", "/"):
+        # The probes and the page need no token (and the probes say only a status word); metrics and
+        # the API document do, and there is no /docs page.
+        for path in ("/healthz", "/readyz", "/"):
             assert client.get(path).status_code == 200, path
+        assert client.get("/readyz").json() == {"status": "ready"} and client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz", headers=auth(TOKEN_A)).json()["engine"] == "local"
+        for path in ("/metrics", "/openapi.json"):
+            assert error_of(client.get(path), 401)["field"] == "Authorization", path
+            assert client.get(path, headers=auth(TOKEN_A)).status_code == 200, path
+        assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
 
         session_id = client.post("/api/ai-echo/sessions", headers=auth(TOKEN_A), json={"title": "A's"}).json()["sessionId"]
         client.post("/api/ai-echo/chat", headers=auth(TOKEN_A), json={"message": "private words", "sessionId": session_id})
@@ -84,11 +91,11 @@ def test_requests_per_minute(tmp_path, tiny_model_dir, artifacts_dir, start_serv
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
         # The limit is per token.
         assert client.get("/api/ai-echo/sessions", headers=auth(TOKEN_B)).status_code == 200
-        assert 'personalai_server_rejected_requests_total{limit="requestsPerMinute"} 1.0' in client.get("/metrics").text
+        assert 'personalai_server_rejected_requests_total{limit="requestsPerMinute"} 1.0' in client.get("/metrics", headers=auth(TOKEN_B)).text
 
 
 def test_openapi_document_lists_the_api(server):
-    document = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+    document = httpx.get(f"{server.url}/openapi.json", headers=auth(), timeout=10).json()
     paths = document["paths"]
     for path, method in [
         ("/api/ai-echo/sessions", "post"), ("/api/ai-echo/sessions", "get"), ("/api/ai-echo/sessions/{sessionId}", "get"),

@@ -61,7 +61,7 @@ def test_tgi_engine_selects_the_adapter_per_request(tmp_path, tiny_model_dir, ar
     ]
     assert body["response"] == backend_reply(backend, messages, "v1-aaaa")
     assert body["response"] != backend_reply(backend, messages, str(tiny_model_dir))
-    metrics = httpx.get(f"{backend.url}/metrics").text
+    metrics = httpx.get(f"{backend.url}/metrics", headers=auth()).text
     assert 'route="/generate_stream",status="200"' in metrics
 
 
@@ -80,7 +80,7 @@ def test_vllm_engine_loads_lora_at_runtime(tmp_path, tiny_model_dir, artifacts_d
         {"role": "user", "content": QUESTION},
     ]
     assert event["response"] == backend_reply(backend, messages, "v1-aaaa")
-    metrics = httpx.get(f"{backend.url}/metrics").text
+    metrics = httpx.get(f"{backend.url}/metrics", headers=auth()).text
     assert 'route="/v1/load_lora_adapter",status="200"' in metrics
     assert 'route="/v1/chat/completions",status="200"' in metrics
 

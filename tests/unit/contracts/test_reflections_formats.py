@@ -98,6 +98,6 @@ def test_bad_input_names_line_and_field_but_never_the_text(text, name, expected)
     assert SECRET not in str(raised.value)
 
 
-def test_non_utf8_bytes_are_a_clear_error():
-    with pytest.raises(ReflectionsError, match="not UTF-8"):
-        parse_reflections(b"question,category,answer\n\xff\xfe", "r.csv")
+def test_undecodable_bytes_are_a_clear_error():
+    with pytest.raises(ReflectionsError, match="not UTF-8 or Windows-1252"):
+        parse_reflections(b"question,category,answer\n\x81\x8d", "r.csv")

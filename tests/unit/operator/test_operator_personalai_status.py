@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from personalai_contracts import ReflectionsError, parse_reflections
+from personalai_contracts.limits import MAX_FIELD_CHARS, MAX_FILE_BYTES
 from personalai_operator import serving_status
 from personalai_operator.conditions import find_condition
 from personalai_operator.personalai_status import (
@@ -182,6 +184,27 @@ def test_transition_times_move_only_when_a_condition_flips():
 def test_no_text_reaches_the_status():
     for verdict in (READY, SHORT):
         assert "huckleberry" not in json.dumps(derive(verdict, None, NONE, NO_ADAPTER))
+
+
+LONG_ANSWER = SECRET_SENTENCE.encode() * (MAX_FIELD_CHARS // len(SECRET_SENTENCE) + 1)
+
+
+@pytest.mark.parametrize(("raw", "name"), [
+    (b"[" * 100_000, "r.json"),  # was a RecursionError out of json.loads, reported by its type alone
+    (b'[{"question": "q", "category": "c", "answer": ' + b"9" * 5_000 + b"}]", "r.json"),  # was a ValueError
+    (reflections(3) + b"\x00", "r.jsonl"),
+    (reflections(3) + b"\x81\x8d", "r.jsonl"),
+    (b'question;category;answer\nWhy?;Life;"' + LONG_ANSWER + b'"\n', "r.csv"),
+    (b" " * (MAX_FILE_BYTES + 1), "r.md"),
+], ids=["deep-json", "long-number", "nul", "undecodable", "long-answer", "too-big"])
+def test_every_parser_failure_is_data_not_ready_with_the_parser_message(raw, name):
+    with pytest.raises(ReflectionsError) as raised:
+        parse_reflections(raw, name)
+    fields = derive(assess_data(raw, name), None, NONE, NO_ADAPTER)
+    data_ready = find_condition(fields["conditions"], "DataReady")
+    assert (data_ready["status"], data_ready["reason"]) == ("False", "ReflectionsMalformed")
+    assert data_ready["message"] == f"Cannot read the reflections: {raised.value}"
+    assert "huckleberry" not in json.dumps(fields)
 
 
 def test_an_invalid_spec_fails_the_phase_and_keeps_the_other_conditions():

@@ -75,7 +75,9 @@ def test_failed_job_fails_with_the_reason():
                                [pod("Failed", "rtx5090-0", True)], {"phase": "Running"}, 1, NOW)
     assert update.fields["phase"] == "Failed"
     failed = cond(update, "Failed")
-    assert failed["status"] == "True" and failed["reason"] == "BackoffLimitExceeded"
+    # No terminated state to read (the pod's status has none): the trainer failed, and the Job says how.
+    assert failed["status"] == "True" and failed["reason"] == "TrainerError"
+    assert "BackoffLimitExceeded" in failed["message"]
     assert update.events[0].type == "Warning" and update.events[0].reason == "Failed"
 
 

@@ -9,7 +9,6 @@ import pytest
 
 from personalai_contracts.artifacts import manifest_digest, write_manifest
 from personalai_server.adapters import AdapterDigestError, check_digest, verify_adapter
-from personalai_server.app import load_engine
 from personalai_server.config import ConfigError, parse_config
 from personalai_server.engines.base import AdapterError
 from personalai_server.engines.local import LocalEngine
@@ -89,7 +88,7 @@ def service_for(tmp_path, version: str | None, digest: str | None) -> ChatServic
 def test_a_refused_adapter_at_start_leaves_the_server_unready_with_the_reason(tmp_path):
     write_adapter(tmp_path / "artifacts" / "v1", "v1", b"swapped in")
     service = service_for(tmp_path, "v1", "0" * 64)
-    asyncio.run(load_engine(service))
+    asyncio.run(service.start_engine())
     assert not service.engine.ready and service.engine.loaded_adapters() == []
     assert service.not_ready_reason.startswith("adapter digest mismatch: adapter v1 ")
     assert refusals(service, "v1") == 1

@@ -25,6 +25,10 @@ class AdapterError(EngineError):
     """An adapter version is missing, fails its manifest check, or cannot be loaded."""
 
 
+class GenerationTimeoutError(EngineError):
+    """A generation ran past engine.generationTimeoutSeconds and was stopped."""
+
+
 class UnknownAdapterError(AdapterError):
     """A request named an adapter this engine does not have."""
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import ServerConfig
-from .base import AdapterError, EngineError, GenerationParams, GenerationStats, Message
+from .base import AdapterError, EngineError, GenerationParams, GenerationStats, GenerationTimeoutError, Message
 from .detokenize import IncrementalDetokenizer
 from .held import AdapterHoldingEngine
 from .tokenizers import ChatTokenizer, resolve_base_model
@@ -76,7 +76,8 @@ class LocalEngine(AdapterHoldingEngine):
 
     async def start(self, adapter_version: str | None) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._load_base)
+        if self.model is None:  # a retry after the adapter failed keeps the base model it loaded
+            await loop.run_in_executor(self._executor, self._load_base)
         await self.activate_adapter(adapter_version)
         self.ready = True
 
@@ -207,8 +208,11 @@ class LocalEngine(AdapterHoldingEngine):
                 if item[0] is not None:  # the held-back tail is no token of its own
                     stats.mark_token()
                 yield item
-            if future.exception() is not None:
-                raise EngineError(f"generation failed: {type(future.exception()).__name__}")
+            failure = future.exception()
+            if isinstance(failure, EngineError):
+                raise failure
+            if failure is not None:
+                raise EngineError(f"generation failed: {type(failure).__name__}")
             stats.finish_reason = future.result()
         finally:
             stop.set()
@@ -229,10 +233,14 @@ class LocalEngine(AdapterHoldingEngine):
         detokenizer = IncrementalDetokenizer(self.tokenizer.decode)
         cache = DynamicCache()
         ids = torch.tensor([prompt_ids], device=device)
+        timeout = self.config.engine.generation_timeout_seconds
+        deadline = time.monotonic() + timeout
         with torch.inference_mode():
             for _ in range(params.max_tokens):
                 if stop.is_set():
                     return "stopped"
+                if time.monotonic() > deadline:
+                    raise GenerationTimeoutError(f"generation stopped after engine.generationTimeoutSeconds ({timeout:g})")
                 logits = self.model(input_ids=ids, past_key_values=cache, use_cache=True).logits[0, -1].float().cpu()
                 token = sample_token(logits, params.temperature, params.top_p, generator)
                 if token in eos_ids:

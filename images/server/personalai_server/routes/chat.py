@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import json
 
-from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from starlette.websockets import WebSocketState
 
 from ..auth import Principal, bearer_token
 from ..dependencies import authenticate_token, authorize, get_service
@@ -23,7 +24,7 @@ from ..errors import APIError, validation_error
 from ..schemas import ChatRequest, ChatResponse, ErrorResponse
 from ..service import ChatService, Turn
 from ..sse import SSE_MEDIA_TYPE
-from ..streaming import event_stream, with_error_frame
+from ..streaming import event_stream, unless_disconnected, with_error_frame
 
 ERRORS = {
     400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
@@ -31,14 +32,23 @@ ERRORS = {
     502: {"model": ErrorResponse}, 503: {"model": ErrorResponse},
 }
 
+# The auth message is a type and a token: anything larger before authentication is refused.
+AUTH_FRAME_BYTES = 4096
+# How an APIError closes a socket: 4401 unauthorized, 1009 too big, 1013 try again later, else 1008.
+WEBSOCKET_CLOSE_CODES = {401: 4401, 413: 1009, 429: 1013}
+
 router = APIRouter(prefix="/api/ai-echo", tags=["chat"], responses=ERRORS)
 
 
 @router.post("/chat", response_model=ChatResponse)
-async def chat(body: ChatRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)) -> ChatResponse:
-    async with service.turn(principal, body.message, body.session_id) as turn:
-        reply = await service.complete(turn)
-    return ChatResponse(response=reply, session_id=turn.session.id, metadata=turn.metadata)
+async def chat(body: ChatRequest, request: Request, principal: Principal = Depends(authorize),
+               service: ChatService = Depends(get_service)) -> ChatResponse:
+    async def answer() -> ChatResponse:
+        async with service.turn(principal, body.message, body.session_id) as turn:
+            reply = await service.complete(turn)
+        return ChatResponse(response=reply, session_id=turn.session.id, metadata=turn.metadata)
+
+    return await unless_disconnected(request, answer())
 
 
 def error_event(error: APIError) -> dict:
@@ -66,29 +76,66 @@ async def stream(body: ChatRequest, principal: Principal = Depends(authorize), s
 
 @router.websocket("/ws")
 async def websocket_chat(websocket: WebSocket) -> None:
-    """Authenticate with an `Authorization: Bearer` header, or a first message {"type": "auth", "token"}.
+    """Authenticate with an `Authorization: Bearer` header, or a first message {"type": "auth", "token"}
+    within limits.websocketAuthSeconds (else closed with 1008); that first message may be at most
+    AUTH_FRAME_BYTES, later ones limits.maxRequestBytes (else 1009). Past limits.maxWebsockets open
+    sockets the handshake is refused; past limits.websocketsPerToken the socket is closed with 1013.
 
     Then each {"message", "sessionId"} message gets the same events as /stream. A message
     {"type": "stop"}, or closing the socket, stops the reply being generated.
     """
-    await websocket.accept()
-    state = websocket.app.state
-    service: ChatService = state.service
+    service: ChatService = websocket.app.state.service
     try:
-        token = bearer_token(websocket.headers.get("authorization"))
-        if token is None:
-            first = await websocket.receive_json()
-            token = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
-        principal = authenticate_token(state, token)
-        await websocket.send_json({"type": "ready"})
-        while True:
-            incoming = await websocket.receive_text()
-            await answer_websocket_message(websocket, service, principal, incoming)
+        async with service.socket_slot(None):
+            await websocket.accept()
+            principal = await authenticate_websocket(websocket, service)
+            async with service.socket_slot(principal):
+                await websocket.send_json({"type": "ready"})
+                while True:
+                    incoming = await receive_frame(websocket, service.config.limits.max_request_bytes)
+                    await answer_websocket_message(websocket, service, principal, incoming)
     except APIError as error:
+        if websocket.application_state == WebSocketState.CONNECTING:
+            await websocket.close()  # before accept: the handshake gets 403
+            return
         await websocket.send_json(error_event(error))
-        await websocket.close(code=4401 if error.status == 401 else 1008)
-    except (WebSocketDisconnect, json.JSONDecodeError):
+        await websocket.close(code=WEBSOCKET_CLOSE_CODES.get(error.status, 1008))
+    except WebSocketDisconnect:
         return
+
+
+async def authenticate_websocket(websocket: WebSocket, service: ChatService) -> Principal:
+    token = bearer_token(websocket.headers.get("authorization"))
+    if token is None:
+        deadline = service.config.limits.websocket_auth_seconds
+        try:
+            first = await asyncio.wait_for(receive_frame(websocket, AUTH_FRAME_BYTES), deadline)
+        except TimeoutError:
+            raise APIError(408, "auth_timeout", "authenticate within limits.websocketAuthSeconds", "token") from None
+        token = auth_message_token(first)
+    return authenticate_token(websocket.app.state, token)
+
+
+def auth_message_token(text: str) -> str | None:
+    try:
+        first = json.loads(text)
+    except ValueError:
+        return None
+    return first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
+
+
+async def receive_frame(websocket: WebSocket, max_bytes: int) -> str:
+    """The next text message; one over `max_bytes` (uvicorn's ws_max_size caps what is even read) is a 413."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    data = message.get("text") if message.get("text") is not None else message.get("bytes") or b""
+    size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+    if size > max_bytes:
+        raise APIError(413, "frame_too_large", f"a message may be at most {max_bytes} bytes here", "body")
+    if isinstance(data, bytes):
+        raise APIError(400, "text_frames_only", "send JSON in text frames", "body")
+    return data
 
 
 def parse_websocket_message(incoming: str) -> ChatRequest:

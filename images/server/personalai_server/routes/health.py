@@ -1,57 +1,74 @@
-"""Probes, metrics and the chat page: no token needed for any of these."""
+"""Probes, metrics, the API document and the chat page.
+
+The kubelet's probes send no token, so /healthz and /readyz answer anyone, with a status word only;
+a caller with a token also gets what is served (engine, adapter versions, why it is not). /metrics
+and /openapi.json need the token: they describe the adapters and the API to no one else.
+"""
 
 from __future__ import annotations
 
 from importlib import resources
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..schemas import Health
+from ..auth import Principal
+from ..dependencies import authenticate, optional_principal
+from ..schemas import ErrorResponse, Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health)
-async def healthz() -> Health:
-    """The process is up (the model may still be loading)."""
-    return Health(status="ok")
+@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+async def healthz(request: Request) -> JSONResponse:
+    """The process is up; 503 once the engine has failed to start for longer than
+    engine.unhealthyAfterSeconds (a model still loading is never unhealthy), so the kubelet restarts it."""
+    stuck = request.app.state.service.stuck()
+    return JSONResponse(Health(status="failed" if stuck else "ok").model_dump(exclude_none=True),
+                        status_code=503 if stuck else 200)
 
 
-def readiness(request: Request) -> JSONResponse:
+def readiness(request: Request, principal: Principal | None) -> JSONResponse:
     service = request.app.state.service
     engine = service.engine
     failed = not engine.ready and service.not_ready_reason is not None
-    body = Health(
-        status="ready" if engine.ready else "failed" if failed else "loading",
-        engine=engine.kind,
-        adapterVersion=engine.active_adapter,
-        loadedAdapters=engine.loaded_adapters(),
-        reason=service.not_ready_reason if failed else None,
-    )
-    return JSONResponse(body.model_dump(), status_code=200 if engine.ready else 503)
+    status = "stopping" if service.shutdown_deadline is not None else (
+        "ready" if engine.ready else "failed" if failed else "loading")
+    body = Health(status=status)
+    if principal is not None:
+        body = body.model_copy(update={
+            "engine": engine.kind, "adapterVersion": engine.active_adapter, "loadedAdapters": engine.loaded_adapters(),
+            "reason": service.not_ready_reason if failed else None,
+        })
+    return JSONResponse(body.model_dump(exclude_none=principal is None), status_code=200 if status == "ready" else 503)
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-async def readyz(request: Request) -> JSONResponse:
-    """Ready only once the model (and the configured adapter) is loaded; "failed", with the reason,
-    when it cannot be (an adapter refused by its digest, an engine that did not start)."""
-    return readiness(request)
+async def readyz(request: Request, principal: Principal | None = Depends(optional_principal)) -> JSONResponse:
+    """Ready only once the model (and the configured adapter) is loaded; "failed" when it cannot be
+    (an adapter refused by its digest, an engine that did not start); "stopping" after SIGTERM.
+    With a token: the engine, the adapter versions and the reason too."""
+    return readiness(request, principal)
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-async def health(request: Request) -> JSONResponse:
+async def health(request: Request, principal: Principal | None = Depends(optional_principal)) -> JSONResponse:
     """TGI's and vLLM's name for readiness, for servers that use this one as their engine."""
-    return readiness(request)
+    return readiness(request, principal)
 
 
-@router.get("/metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+@router.get("/metrics", response_class=Response, responses={401: {"model": ErrorResponse}})
+async def metrics(request: Request, _principal: Principal = Depends(authenticate)) -> Response:
     service = request.app.state.service
     service.metrics.observe_adapters(service.engine.loaded_adapters(), service.engine.active_adapter)
     service.metrics.model_ready.set(1 if service.engine.ready else 0)
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/openapi.json", include_in_schema=False, responses={401: {"model": ErrorResponse}})
+async def openapi_document(request: Request, _principal: Principal = Depends(authenticate)) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,10 +28,10 @@ from ..engines import AdapterError, GenerationParams, GenerationStats
 from ..engines.base import BASE_MODEL
 from ..errors import APIError
 from ..prompts import PromptTooLongError, build_system_prompt, resolve_sampling, trim_to_context
-from ..schemas import ErrorResponse
+from ..schemas import SEED_MAX, SEED_MIN, TOKENS_MAX, ErrorResponse
 from ..service import ChatService
 from ..sse import DONE, SSE_MEDIA_TYPE
-from ..streaming import event_stream
+from ..streaming import event_stream, unless_disconnected
 
 ERRORS = {
     400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
@@ -68,13 +68,13 @@ class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=TOKENS_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=TOKENS_MAX)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     n: int = Field(default=1, ge=1, le=1)
 
 
@@ -234,7 +234,8 @@ async def completion_chunks(completion: Completion, pieces: AsyncIterator[str], 
     responses={200: {"content": {SSE_MEDIA_TYPE: {}}, "description": "A completion, or chunks when stream is true"}},
 )
 async def chat_completions(
-    request: CompletionRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)
+    request: CompletionRequest, http: Request, principal: Principal = Depends(authorize),
+    service: ChatService = Depends(get_service),
 ):
     service.require_ready()
     params = completion_params(service, request)
@@ -247,8 +248,12 @@ async def chat_completions(
             lambda _: completion_chunks(completion, service.reply(messages, params, completion.stats), include_usage),
             APIError.body,
         )
-    async with service.stream_slot(principal):
-        text = "".join([piece async for piece in service.reply(messages, params, completion.stats)])
+
+    async def answer() -> str:
+        async with service.stream_slot(principal):
+            return "".join([piece async for piece in service.reply(messages, params, completion.stats)])
+
+    text = await unless_disconnected(http, answer())
     return ChatCompletion(
         id=completion.id, created=completion.created, model=completion.model,
         choices=[CompletionChoice(index=0, message=CompletionMessage(content=text),

@@ -3,7 +3,8 @@
 Lets another personalai server (engine.kind "tgi") or any `text-generation` client use this one as
 its TGI; `parameters.adapter_id` names an adapter version under adapter.dir (loaded on first use,
 after its manifest check), as TGI's multi-LoRA does. The prompt is raw text, already templated (so
-limits.maxMessageChars, a limit on one person's message, does not apply; limits.maxTokens does).
+limits.maxMessageChars, a limit on one person's message, does not apply; limits.maxTokens, the
+rate and stream limits do, and the prompt with its max_new_tokens must fit the model's context).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,10 +22,10 @@ from ..dependencies import authorize, get_service
 from ..engines import AdapterError, Engine, GenerationParams, GenerationStats
 from ..engines.base import BASE_MODEL
 from ..errors import APIError
-from ..schemas import ErrorResponse
+from ..schemas import SEED_MAX, TOKENS_MAX, ErrorResponse
 from ..service import ChatService
 from ..sse import SSE_MEDIA_TYPE
-from ..streaming import event_stream
+from ..streaming import event_stream, unless_disconnected
 
 router = APIRouter(tags=["tgi"], responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 501: {"model": ErrorResponse}})
 
@@ -33,11 +34,11 @@ TokenEvents = Callable[[], AsyncIterator[dict[str, Any]]]
 
 class TGIParameters(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    max_new_tokens: int = Field(default=20, ge=1)
+    max_new_tokens: int = Field(default=20, ge=1, le=TOKENS_MAX)
     do_sample: bool = False
-    temperature: float | None = Field(default=None, gt=0.0)
+    temperature: float | None = Field(default=None, gt=0.0, le=100.0)
     top_p: float | None = Field(default=None, gt=0.0, lt=1.0)
-    seed: int | None = Field(default=None, ge=0)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     adapter_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     details: bool = False
 
@@ -103,6 +104,7 @@ async def prepare(service: ChatService, request: TGIRequest) -> TokenEvents:
     params = tgi_params(service, request.parameters)
     await load_requested_adapter(engine, params)
     prompt_ids = engine.tokenizer.encode_prompt(request.inputs)
+    service.check_context(len(prompt_ids), params.max_tokens, "inputs")
     return lambda: token_events(service, engine, prompt_ids, params)
 
 
@@ -140,10 +142,15 @@ def error_event(error: APIError) -> dict[str, Any]:
 
 
 @router.post("/generate", response_model=TGIResponse)
-async def generate(request: TGIRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)):
+async def generate(request: TGIRequest, http: Request, principal: Principal = Depends(authorize),
+                   service: ChatService = Depends(get_service)):
     events = await prepare(service, request)
-    async with service.stream_slot(principal):
-        collected = [event async for event in events()]
+
+    async def collect() -> list[dict[str, Any]]:
+        async with service.stream_slot(principal):
+            return [event async for event in events()]
+
+    collected = await unless_disconnected(http, collect())
     last = collected[-1]
     tokens = [TGIToken(**event["token"]) for event in collected if not event["token"]["special"]]
     details = TGIDetails(**last["details"], tokens=tokens) if request.parameters.details else None

@@ -56,8 +56,9 @@ class Turn:
 
 class ChatService:
     def __init__(self, config: ServerConfig, store: SessionStore, engine: Engine, metrics: ServerMetrics,
-                 memories: Memories | None = None):
+                 memories: Memories | None = None, clock: Callable[[], float] = time.monotonic):
         self.config = config
+        self.clock = clock  # monotonic seconds; a test's own clock times failing and shutting down
         self.store = store
         self.engine = engine
         self.metrics = metrics
@@ -100,18 +101,18 @@ class ChatService:
     def mark_failed(self, reason: str) -> None:
         self.not_ready_reason = reason
         if self.failing_since is None:
-            self.failing_since = time.monotonic()
+            self.failing_since = self.clock()
 
     def stuck(self) -> bool:
         """Whether the engine has been failing (not merely loading) for longer than allowed."""
         return (self.failing_since is not None
-                and time.monotonic() - self.failing_since > self.config.engine.unhealthy_after_seconds)
+                and self.clock() - self.failing_since > self.config.engine.unhealthy_after_seconds)
 
     def begin_shutdown(self) -> None:
-        self.shutdown_deadline = time.monotonic() + self.config.limits.shutdown_grace_seconds
+        self.shutdown_deadline = self.clock() + self.config.limits.shutdown_grace_seconds
 
     def check_not_stopping(self) -> None:
-        if self.shutdown_deadline is not None and time.monotonic() >= self.shutdown_deadline:
+        if self.shutdown_deadline is not None and self.clock() >= self.shutdown_deadline:
             raise APIError(503, "server_shutting_down", "the server is shutting down; retry on another replica",
                            None, {"Retry-After": "1"})
 
@@ -154,16 +155,23 @@ class ChatService:
             return limit
         raise APIError(422, "max_tokens_too_large", f"{field_name} must be at most {limit}", field_name)
 
-    def check_context(self, prompt_tokens: int, max_tokens: int, field_name: str) -> None:
-        """A raw prompt (`field_name`) of `prompt_tokens` and a reply of up to `max_tokens` fit the model's
-        context; chat routes trim history to fit instead, but a prompt sent whole cannot be trimmed."""
+    def check_context(self, prompt_tokens: int, max_tokens: int, prompt_field: str, requested: bool) -> int:
+        """The reply's max tokens once the prompt (`prompt_field`, `prompt_tokens` long, history already
+        trimmed) is known, so prompt + reply fit the model's context on every route. As with
+        cap_max_tokens, a number the request sent itself (`requested`) is refused with 422 if it does not
+        fit; one from config or the session is cut to the room left. A prompt that leaves no room at all
+        is refused either way."""
         context = self.engine.context_length
-        if prompt_tokens + max_tokens > context:
-            raise APIError(
-                422, "context_length_exceeded",
-                f"{field_name} is {prompt_tokens} tokens; with {max_tokens} to generate that is over the "
-                f"model's context of {context}", field_name,
-            )
+        room = context - prompt_tokens
+        if max_tokens <= room:
+            return max_tokens
+        if room > 0 and not requested:
+            return room
+        raise APIError(
+            422, "context_length_exceeded",
+            f"{prompt_field} is {prompt_tokens} tokens; with {max_tokens} to generate that is over the "
+            f"model's context of {context}", prompt_field,
+        )
 
     @contextlib.asynccontextmanager
     async def socket_slot(self, principal: Principal | None) -> AsyncIterator[None]:
@@ -257,6 +265,8 @@ class ChatService:
             self.engine.active_adapter, system_prompt, recall_settings, history, user_text,
             lambda prompt: self.fit_messages(prompt, history, user_text, max_tokens),
         )
+        # Trimming kept back at most half the context for the reply; a longer one is cut to what is left.
+        max_tokens = self.check_context(self.engine.count_tokens(messages), max_tokens, "message", requested=False)
         params = GenerationParams(max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
         return Turn(principal, session, user_text, messages, mode_name, params, history_messages=len(messages) - 2,
                     memories=recall.ids)

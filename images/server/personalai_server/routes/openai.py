@@ -10,6 +10,7 @@ personality mode's prompt is used, with the adapter's memories closest to the la
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -240,6 +241,9 @@ async def chat_completions(
     service.require_ready()
     params = completion_params(service, request)
     messages = await build_openai_messages(service, request, params)
+    max_tokens = service.check_context(service.engine.count_tokens(messages), params.max_tokens, "messages",
+                                       requested=requested_max_tokens(request)[1] is not None)
+    params = dataclasses.replace(params, max_tokens=max_tokens)
     completion = Completion(request.model or service.config.persona.personal_ai)
     if request.stream:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)

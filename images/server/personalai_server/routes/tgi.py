@@ -104,7 +104,8 @@ async def prepare(service: ChatService, request: TGIRequest) -> TokenEvents:
     params = tgi_params(service, request.parameters)
     await load_requested_adapter(engine, params)
     prompt_ids = engine.tokenizer.encode_prompt(request.inputs)
-    service.check_context(len(prompt_ids), params.max_tokens, "inputs")
+    # A raw prompt is sent whole: it cannot be trimmed, and max_new_tokens is always the caller's.
+    service.check_context(len(prompt_ids), params.max_tokens, "inputs", requested=True)
     return lambda: token_events(service, engine, prompt_ids, params)
 
 

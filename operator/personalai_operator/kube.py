@@ -271,9 +271,11 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_if_present(kind: str, namespace: str, name: str) -> None:
+    """Delete the object and, through the garbage collector, what it owns (Background: the API's own
+    default for a Job orphans its pods, which would leave a trainer running)."""
     api, suffix = _api_for(kind)
     try:
-        getattr(api, f"delete_namespaced_{suffix}")(name, namespace)
+        getattr(api, f"delete_namespaced_{suffix}")(name, namespace, propagation_policy="Background")
     except ApiException as error:
         if error.status != 404:
             raise

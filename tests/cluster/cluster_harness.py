@@ -191,3 +191,15 @@ def secret_manifest(name: str, key: str, text: str, for_personalai: str | None) 
     annotations = {REFLECTIONS_FOR: for_personalai} if for_personalai else {}
     return json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "annotations": annotations},
                        "stringData": {key: text}})
+
+
+def take_every_gpu(cluster, suite: Suite, namespace: str) -> None:
+    """One pod holding one GPU on each of the suite's nodes (not owned by a Job, so kwok keeps it Running)."""
+    for i in range(len(suite.nodes)):
+        hog = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"hog-{i}"}, "spec": {
+            "containers": [{"name": "hog", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "nodeSelector": {GPU_PRODUCT_LABEL: suite.gpu_product}}}
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(hog))
+    wait_for(lambda: len([p for p in items(cluster, "pods", namespace) if p["spec"].get("nodeName")]) == len(suite.nodes),
+             timeout=120, message="every GPU taken (a run left by an earlier test may hold one for a few seconds)")

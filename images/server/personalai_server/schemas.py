@@ -113,6 +113,31 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+# What each error status means on this API; each router documents the ones its routes can answer,
+# so a client (and the schemathesis fuzz) knows every status it may get.
+ERROR_STATUSES = {
+    400: "Malformed JSON",
+    401: "No valid bearer token",
+    404: "No such session, model or adapter for this token",
+    413: "Body over limits.maxRequestBytes, or a message over limits.maxMessageChars or the context",
+    422: "An invalid field, named in error.field",
+    429: "A rate, stream, session or connection limit reached (see Retry-After)",
+    501: "Not served with this engine",
+    502: "The engine failed",
+    503: "The model is loading, the adapter is unavailable, or the server is shutting down",
+    504: "The generation ran past engine.generationTimeoutSeconds",
+}
+# Every route with a JSON body under the token and the rate limit may answer these.
+REQUEST_ERRORS = (400, 401, 413, 422, 429)
+# ... and a route that generates, these too.
+GENERATION_ERRORS = (*REQUEST_ERRORS, 502, 503, 504)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """FastAPI `responses=` documenting `statuses` with the one error body."""
+    return {status: {"model": ErrorResponse, "description": ERROR_STATUSES[status]} for status in statuses}
+
+
 class Health(BaseModel):
     status: str
     engine: str | None = None

@@ -10,8 +10,6 @@ import logging
 from typing import Any
 
 import kopf
-import kubernetes
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from personalai_operator import kube, manifests, metrics, naming
@@ -57,7 +55,7 @@ def _reconcile(namespace: str, name: str) -> str | None:
     job = kube.get("Job", namespace, name)
     if is_superseded(status):
         if job:  # stopped before its Job went (an operator restart between the two): finish stopping it
-            _delete_job(namespace, name)
+            kube.delete_if_present("Job", namespace, name)
         return "Failed"
     if job and job["metadata"].get("deletionTimestamp") and status.get("phase") not in PHASES_DONE:
         return status.get("phase")  # a restarted run's old Job on its way out: its deletion event brings us back
@@ -100,7 +98,7 @@ def supersede_run(run: dict[str, Any], newer: str) -> None:
         # Status first: a reconcile of this run that follows sees it stopped and makes no Job again.
         fields = superseded_status(status, newer, run["metadata"].get("generation"))
         kube.patch_status("TrainingRun", namespace, name, fields)
-        _delete_job(namespace, name)
+        kube.delete_if_present("Job", namespace, name)
         kube.emit_event(run, "Normal", "Superseded", fields["message"])
     metrics.record_run_phase(f"{namespace}/{name}", "Failed")
 
@@ -110,24 +108,13 @@ def restart_run(run: dict[str, Any], reason: str, message: str, retry: str | Non
     namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
     with object_lock("TrainingRun", namespace, name):
         # The Job first: a status reset with the old Job still there would read its failure again.
-        _delete_job(namespace, name)
+        kube.delete_if_present("Job", namespace, name)
         kube.patch_status("TrainingRun", namespace, name,
                           restarted_status(run.get("status") or {}, reason, message,
                                            run["metadata"].get("generation"), retry))
         kube.emit_event(run, "Normal", reason, message)
     reconcile_training_run(namespace, name)  # the fresh Job now, not at the next event
     return kube.get("TrainingRun", namespace, name)
-
-
-def _delete_job(namespace: str, name: str) -> None:
-    """Delete the run's Job and, through the garbage collector, its pods (the API's default for Jobs
-    orphans them, which would leave a trainer running)."""
-    try:
-        kubernetes.client.BatchV1Api(kube.api_client()).delete_namespaced_job(
-            name, namespace, propagation_policy="Background")
-    except ApiException as error:
-        if error.status != 404:
-            raise
 
 
 def _ensure_children(run: dict[str, Any], spec: TrainingRunSpec,

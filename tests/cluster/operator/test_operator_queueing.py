@@ -1,34 +1,17 @@
 """No free RTX 5090: the run is Queued with the scheduler's own reason, and runs by itself once a
 GPU frees."""
 
-import json
 
 import pytest
-from cluster_harness import EXAMPLES, condition, get_json, items
+from cluster_harness import EXAMPLES, condition, get_json, items, take_every_gpu
 
 from devcluster.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
 
-def _gpu_hog(name: str, gpu_product: str) -> str:
-    """A pod holding one GPU of a node with that product (not owned by a Job, so kwok keeps it Running)."""
-    return json.dumps({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {
-            "containers": [{"name": "hog", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-            "nodeSelector": {"nvidia.com/gpu.product": gpu_product},
-        },
-    })
-
-
 def test_queued_until_a_gpu_frees(cluster, suite, operator, ns):
-    for i in range(len(suite.nodes)):
-        cluster.kubectl("apply", "-n", ns, "-f", "-", input=_gpu_hog(f"hog-{i}", suite.gpu_product))
-    wait_for(lambda: all(p["spec"].get("nodeName") for p in items(cluster, "pods", ns)) and
-             len(items(cluster, "pods", ns)) == len(suite.nodes), timeout=120,
-             message="both GPUs taken (a run left by an earlier test may hold one for a few seconds)")
+    take_every_gpu(cluster, suite, ns)
 
     cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLES))
     run = wait_for(lambda: items(cluster, "trainingruns", ns), timeout=60, message="the run")[0]["metadata"]["name"]

@@ -8,29 +8,11 @@ import json
 import time
 
 import pytest
-from cluster_harness import EXAMPLES, condition, get_json, items
+from cluster_harness import EXAMPLES, condition, get_json, items, take_every_gpu
 
 from devcluster.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-def _gpu_hog(name: str, gpu_product: str) -> str:
-    return json.dumps({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {
-            "containers": [{"name": "hog", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-            "nodeSelector": {"nvidia.com/gpu.product": gpu_product},
-        },
-    })
-
-
-def _take_every_gpu(cluster, suite, ns):
-    for i in range(len(suite.nodes)):
-        cluster.kubectl("apply", "-n", ns, "-f", "-", input=_gpu_hog(f"hog-{i}", suite.gpu_product))
-    wait_for(lambda: len([p for p in items(cluster, "pods", ns) if p["spec"].get("nodeName")]) == len(suite.nodes),
-             timeout=120, message="both GPUs taken")
 
 
 def _jobs(cluster, ns):
@@ -42,7 +24,7 @@ def _run(cluster, ns, name):
 
 
 def test_quick_edits_leave_one_trainer_job(cluster, suite, operator, ns):
-    _take_every_gpu(cluster, suite, ns)
+    take_every_gpu(cluster, suite, ns)
     cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLES))
     first = wait_for(lambda: _jobs(cluster, ns), timeout=60, message="the first trainer Job")[0]["metadata"]["name"]
 
@@ -99,7 +81,7 @@ def _fail_trainer_pod(cluster, ns, run, exit_code, category):
 
 
 def test_a_failed_run_says_why_and_is_retried_once_per_value(cluster, suite, operator, ns):
-    _take_every_gpu(cluster, suite, ns)
+    take_every_gpu(cluster, suite, ns)
     cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLES))
     job = wait_for(lambda: _jobs(cluster, ns), timeout=60, message="the trainer Job")[0]
     run = job["metadata"]["name"]

@@ -21,23 +21,17 @@ from starlette.websockets import WebSocketState
 from ..auth import Principal, bearer_token
 from ..dependencies import authenticate_token, authorize, get_service
 from ..errors import APIError, validation_error
-from ..schemas import ChatRequest, ChatResponse, ErrorResponse
+from ..schemas import GENERATION_ERRORS, ChatRequest, ChatResponse, error_responses
 from ..service import ChatService, Turn
 from ..sse import SSE_MEDIA_TYPE
 from ..streaming import event_stream, unless_disconnected, with_error_frame
-
-ERRORS = {
-    400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-    413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 429: {"model": ErrorResponse},
-    502: {"model": ErrorResponse}, 503: {"model": ErrorResponse},
-}
 
 # The auth message is a type and a token: anything larger before authentication is refused.
 AUTH_FRAME_BYTES = 4096
 # How an APIError closes a socket: 4401 unauthorized, 1009 too big, 1013 try again later, else 1008.
 WEBSOCKET_CLOSE_CODES = {401: 4401, 413: 1009, 429: 1013}
 
-router = APIRouter(prefix="/api/ai-echo", tags=["chat"], responses=ERRORS)
+router = APIRouter(prefix="/api/ai-echo", tags=["chat"], responses=error_responses(*GENERATION_ERRORS, 404))
 
 
 @router.post("/chat", response_model=ChatResponse)

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..auth import Principal
 from ..dependencies import authenticate, optional_principal
-from ..schemas import ErrorResponse, Health
+from ..schemas import Health, error_responses
 
 router = APIRouter(tags=["health"])
 
@@ -58,7 +58,7 @@ async def health(request: Request, principal: Principal | None = Depends(optiona
     return readiness(request, principal)
 
 
-@router.get("/metrics", response_class=Response, responses={401: {"model": ErrorResponse}})
+@router.get("/metrics", response_class=Response, responses=error_responses(401))
 async def metrics(request: Request, _principal: Principal = Depends(authenticate)) -> Response:
     service = request.app.state.service
     service.metrics.observe_adapters(service.engine.loaded_adapters(), service.engine.active_adapter)
@@ -66,7 +66,7 @@ async def metrics(request: Request, _principal: Principal = Depends(authenticate
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/openapi.json", include_in_schema=False, responses={401: {"model": ErrorResponse}})
+@router.get("/openapi.json", include_in_schema=False, responses=error_responses(401))
 async def openapi_document(request: Request, _principal: Principal = Depends(authenticate)) -> JSONResponse:
     return JSONResponse(request.app.openapi())
 

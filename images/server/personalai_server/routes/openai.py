@@ -29,17 +29,12 @@ from ..engines import AdapterError, GenerationParams, GenerationStats
 from ..engines.base import BASE_MODEL
 from ..errors import APIError
 from ..prompts import PromptTooLongError, build_system_prompt, resolve_sampling, trim_to_context
-from ..schemas import SEED_MAX, SEED_MIN, TOKENS_MAX, ErrorResponse
+from ..schemas import GENERATION_ERRORS, SEED_MAX, SEED_MIN, TOKENS_MAX, error_responses
 from ..service import ChatService
 from ..sse import DONE, SSE_MEDIA_TYPE
 from ..streaming import event_stream, unless_disconnected
 
-ERRORS = {
-    400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-    413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 429: {"model": ErrorResponse},
-}
-
-router = APIRouter(prefix="/v1", tags=["openai"], responses=ERRORS)
+router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*GENERATION_ERRORS, 404))
 
 MAX_MESSAGES = 200
 
@@ -65,8 +60,11 @@ class StreamOptions(BaseModel):
 
 
 class CompletionRequest(BaseModel):
-    # OpenAI clients send many optional fields; the ones not listed here are ignored.
-    model_config = ConfigDict(extra="ignore")
+    # OpenAI clients send many optional fields; the ones not listed here are ignored. The example is
+    # in the API document, so the fuzz (and a reader) starts from a request that is answered.
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+        {"messages": [{"role": "user", "content": "How was the lake this summer?"}], "max_tokens": 16},
+    ]})
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_tokens: int | None = Field(default=None, ge=1, le=TOKENS_MAX)

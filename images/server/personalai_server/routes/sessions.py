@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Response
 from ..auth import Principal
 from ..dependencies import authorize, get_service
 from ..schemas import (
-    ErrorResponse,
+    REQUEST_ERRORS,
     MessageOut,
     SessionCreate,
     SessionDetail,
@@ -15,13 +15,12 @@ from ..schemas import (
     SessionOut,
     SessionSettings,
     SessionUpdate,
+    error_responses,
 )
 from ..service import ChatService
 from ..storage import StoredSession
 
-ERRORS = {401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 429: {"model": ErrorResponse}}
-
-router = APIRouter(prefix="/api/ai-echo/sessions", tags=["sessions"], responses=ERRORS)
+router = APIRouter(prefix="/api/ai-echo/sessions", tags=["sessions"], responses=error_responses(*REQUEST_ERRORS, 404))
 
 
 def session_out(session: StoredSession) -> SessionOut:

@@ -22,12 +22,12 @@ from ..dependencies import authorize, get_service
 from ..engines import AdapterError, Engine, GenerationParams, GenerationStats
 from ..engines.base import BASE_MODEL
 from ..errors import APIError
-from ..schemas import SEED_MAX, TOKENS_MAX, ErrorResponse
+from ..schemas import GENERATION_ERRORS, SEED_MAX, TOKENS_MAX, error_responses
 from ..service import ChatService
 from ..sse import SSE_MEDIA_TYPE
 from ..streaming import event_stream, unless_disconnected
 
-router = APIRouter(tags=["tgi"], responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 501: {"model": ErrorResponse}})
+router = APIRouter(tags=["tgi"], responses=error_responses(*GENERATION_ERRORS, 501))
 
 TokenEvents = Callable[[], AsyncIterator[dict[str, Any]]]
 

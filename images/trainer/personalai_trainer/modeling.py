@@ -36,8 +36,9 @@ def resolve_base_model(config: TrainerConfig) -> tuple[str, str | None]:
     hub_folder = "models--" + config.base_model.replace("/", "--")
     if os.environ.get("HF_HUB_OFFLINE") == "1" and not any((root / hub_folder).is_dir()
                                                           for root in (cache, cache / "hub")):
-        raise ConfigError(f"baseModel {config.base_model} is not in the model cache {config.paths.model_cache}, and "
-                          "downloads are off there (HF_HUB_OFFLINE=1): put the model in the cache first (README)")
+        raise ConfigError(f"baseModel {config.base_model}: no local model dir, no copy under paths.modelCache "
+                          f"({config.paths.model_cache}), and downloads are off (HF_HUB_OFFLINE=1): put the model "
+                          "in the model cache first")
     return config.base_model, str(cache)
 
 

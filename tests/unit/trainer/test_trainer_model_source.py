@@ -18,7 +18,7 @@ def test_offline_without_the_model_in_the_cache_is_a_clear_error(tmp_path, monke
     from personalai_trainer.modeling import resolve_base_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ConfigError, match="baseModel mistralai/Mistral-7B-Instruct-v0.3 is not in the model cache"):
+    with pytest.raises(ConfigError, match="baseModel mistralai/Mistral-7B-Instruct-v0.3: no local model dir.*downloads are off"):
         resolve_base_model(config(tmp_path))
 
 

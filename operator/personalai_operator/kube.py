@@ -273,8 +273,12 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
 def delete_if_present(kind: str, namespace: str, name: str) -> None:
     """Delete the object and, through the garbage collector, what it owns (Background: the API's own
     default for a Job orphans its pods, which would leave a trainer running)."""
-    api, suffix = _api_for(kind)
     try:
+        if kind in PLURALS:
+            _custom().delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], name,
+                                                      propagation_policy="Background")
+            return
+        api, suffix = _api_for(kind)
         getattr(api, f"delete_namespaced_{suffix}")(name, namespace, propagation_policy="Background")
     except ApiException as error:
         if error.status != 404:

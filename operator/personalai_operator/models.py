@@ -223,7 +223,7 @@ class PersonalAIStatus(StatusModel):
         None, description="Summary of the conditions.")
     observed_generation: int | None = Field(None, description="The .metadata.generation last reconciled.")
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_SCHEMA,
-                                        description="DataReady, Trained, Serving, Ready.")
+                                        description="DataReady, Trained, Serving, Ready; DataPurged while deleted.")
     data_assessment: DataAssessmentStatus | None = Field(None, description="Readiness of the reflections.")
     latest_training_run: str | None = Field(None, description="The TrainingRun for the current data and config.")
     current_adapter: AdapterRecord | None = Field(None, description="The adapter being served.")

@@ -77,8 +77,8 @@ def build_server_config(personalai: dict[str, Any], spec: PersonalAISpec, settin
     conversation: dict[str, Any] = {
         "historyWindow": serving.history_window, "defaultTemperature": serving.temperature,
         "maxTokens": serving.max_tokens,
-        # The server keeps a session at least a day; 0 in the spec means "as short as possible".
-        "retentionDays": max(1, spec.retention.session_days),
+        # 0: keep sessions until the PersonalAI is deleted, as the spec documents (the server never purges at 0).
+        "retentionDays": spec.retention.session_days,
         "memory": serving.memory.model_dump(by_alias=True),
     }
     if modes:

@@ -52,6 +52,11 @@ class OperatorSettings(BaseModel):
     resync_seconds: float = Field(30.0, gt=0, alias="RESYNC_SECONDS")
     metrics_port: int = Field(8000, ge=0, alias="METRICS_PORT")  # 0 turns the metrics server off
     liveness_port: int = Field(8080, ge=0, alias="LIVENESS_PORT")  # 0 turns the liveness endpoint off
+    # Deleting a PersonalAI waits this long for its objects, pods and volumes to go before its
+    # DataPurged condition says erasure is stuck (it keeps retrying, and the object stays Terminating).
+    erasure_timeout_seconds: float = Field(600.0, gt=0, alias="ERASURE_TIMEOUT_SECONDS")
+    # Where the audit records of erasures and promotions go: "stderr", or a file path.
+    audit_log: str = Field("stderr", alias="AUDIT_LOG")
     trainer_memory: str = Field("48Gi", alias="TRAINER_MEMORY")
     trainer_cpu: str = Field("8", alias="TRAINER_CPU")
 

@@ -140,19 +140,41 @@ def install_crds(cluster) -> None:
 
 def ensure_nodes(cluster, suite: Suite) -> None:
     """The suite's nodes exist (another suite or session may have removed them), and no pod an earlier
-    session left Terminating on them still counts against their GPUs. Left in place afterwards:
-    another session running the same suite may still use them, and no other suite's pods land there."""
+    test left behind still counts against their GPUs. Left in place afterwards: another session
+    running the same suite may still use them, and no other suite's pods land there."""
     present = set(cluster.kubectl("get", "nodes", "-o", "name").stdout.split())
     for name in suite.nodes:
         if f"node/{name}" not in present:
             cluster.add_gpu_node(name, gpus=1, labels={GPU_PRODUCT_LABEL: suite.gpu_product})
-    for pod in (get_json(cluster, "pods", "-A") or {}).get("items", []):
-        if pod["spec"].get("nodeName") in suite.nodes and pod["metadata"].get("deletionTimestamp"):
+    remove_leftover_pods(cluster, suite)
+
+
+def remove_leftover_pods(cluster, suite: Suite) -> None:
+    """Remove the pods on the suite's nodes that belong to no live test: Terminating ones, and those
+    of a namespace being deleted (tests delete theirs without waiting, so the next test may start
+    while the namespace controller still works through it, and its pods still hold their GPUs)."""
+    live = {ns["metadata"]["name"] for ns in (get_json(cluster, "namespaces") or {}).get("items", [])
+            if (ns.get("status") or {}).get("phase") != "Terminating"}
+    for pod in _pods_on(cluster, suite):
+        if pod["metadata"].get("deletionTimestamp") or pod["metadata"]["namespace"] not in live:
             where = (pod["metadata"]["name"], "-n", pod["metadata"]["namespace"])
             # A Job's pod keeps its job-tracking finalizer when its Job vanished with the node.
             cluster.kubectl("patch", "pod", *where, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
                             check=False)
             cluster.kubectl("delete", "pod", *where, "--force", "--grace-period=0", check=False)
+
+
+def _pods_on(cluster, suite: Suite) -> list[dict]:
+    return [pod for pod in (get_json(cluster, "pods", "-A") or {}).get("items", [])
+            if pod["spec"].get("nodeName") in suite.nodes]
+
+
+def describe_nodes(cluster, suite: Suite) -> str:
+    """What runs on the suite's nodes, for a failure message: namespace/name phase (Terminating)."""
+    return "; ".join(f"{pod['metadata']['namespace']}/{pod['metadata']['name']} on {pod['spec']['nodeName']} "
+                     f"{(pod.get('status') or {}).get('phase')}"
+                     + (" Terminating" if pod["metadata"].get("deletionTimestamp") else "")
+                     for pod in _pods_on(cluster, suite)) or "nothing"
 
 
 # ---- reading the cluster ------------------------------------------------------------------------
@@ -201,5 +223,12 @@ def take_every_gpu(cluster, suite: Suite, namespace: str) -> None:
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
             "nodeSelector": {GPU_PRODUCT_LABEL: suite.gpu_product}}}
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(hog))
-    wait_for(lambda: len([p for p in items(cluster, "pods", namespace) if p["spec"].get("nodeName")]) == len(suite.nodes),
-             timeout=120, message="every GPU taken (a run left by an earlier test may hold one for a few seconds)")
+
+    def all_placed() -> bool:
+        remove_leftover_pods(cluster, suite)  # an earlier test's namespace may only now be Terminating
+        return len([p for p in items(cluster, "pods", namespace) if p["spec"].get("nodeName")]) == len(suite.nodes)
+
+    try:
+        wait_for(all_placed, timeout=120, message="every GPU taken")
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}; on the suite's nodes: {describe_nodes(cluster, suite)}") from error

@@ -7,17 +7,22 @@ at the end unless PERSONALAI_KEEP_CLUSTER is set.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import httpx
 import pytest
 
 from devcluster import demo
+from devcluster.agent.podworker import LOGS_ANNOTATION
 from devcluster.controlplane import REPO_ROOT, ControlPlane
 from devcluster.nodes import GPU_PRODUCT_LABEL, RTX_5090
 from devcluster.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
+# Cluster start, chart, a real fine-tune and its validation, serving, chat, erasure on 2 CPU cores:
+# about 10 minutes alone (the suite's 900 s default is too tight for it under load).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 NS = demo.NAMESPACE
 
 
@@ -44,7 +49,7 @@ def test_reflections_become_a_served_model_and_deleting_the_person_forgets_every
     assert operator_pod["spec"]["nodeName"] == demo.AGENT_NODE
 
     demo.apply_person(plane)
-    run, progress = demo.follow_training(plane, timeout=900)
+    run, progress = demo.follow_training(plane, timeout=1200)
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert run["status"]["node"] == demo.AGENT_NODE
     assert progress, "no progress was reported while training"
@@ -77,8 +82,18 @@ def test_reflections_become_a_served_model_and_deleting_the_person_forgets_every
         assert final["metadata"]["adapterVersion"] == current["version"]
         assert client.get(f"{base_url}/api/ai-echo/sessions", timeout=10).status_code == 401
 
-    claims_root = plane.agent_state_dir(demo.AGENT_NODE) / "claims" / NS
-    assert (claims_root / f"{demo.PERSON}-chat-data").is_dir() and (claims_root / f"{demo.PERSON}-artifacts").is_dir()
+        # A deleted session's text is gone from the sessions database's bytes, not only from its rows.
+        claims_root = plane.agent_state_dir(demo.AGENT_NODE) / "claims" / NS
+        chat_data = claims_root / f"{demo.PERSON}-chat-data"
+        planted = client.post(f"{base_url}/api/ai-echo/sessions", headers=headers, json={"title": CANARY},
+                              timeout=30).json()["sessionId"]
+        demo.stream_reply(client, base_url, token, planted, f"Remember {CANARY} for me.")
+        assert _files_holding(chat_data, CANARY), "the canary never reached the sessions database"
+        deleted = client.delete(f"{base_url}/api/ai-echo/sessions/{planted}", headers=headers, timeout=30)
+        assert deleted.status_code == 204
+        assert not _files_holding(chat_data, CANARY)
+
+    assert chat_data.is_dir() and (claims_root / f"{demo.PERSON}-artifacts").is_dir()
     plane.kubectl("delete", "personalais.personalai.dev", demo.PERSON, "-n", NS, "--wait=true", timeout=120)
 
     def forgotten():
@@ -92,3 +107,24 @@ def test_reflections_become_a_served_model_and_deleting_the_person_forgets_every
              message="the PersonalAI's runs, pods, volumes and chat sessions to be gone")
     # The reflections Secret is the person's own input, not something made from it: it stays.
     assert "secret/luke-reflections" in names(plane, "secrets")
+    # Erasure said so before the finalizer went: an Event, and an audit record in the operator's stream.
+    purged = demo.get(plane, "events", "-n", NS, "--field-selector", "reason=DataPurged")["items"]
+    assert [event["involvedObject"]["name"] for event in purged] == [demo.PERSON]
+    records = [json.loads(line) for line in _operator_log(plane, operator_pod).splitlines() if line.startswith("{")]
+    erased = [r for r in records if r.get("event") == "erasure" and r.get("personalai") == demo.PERSON]
+    assert erased and erased[0]["removed"]["PersistentVolumeClaim"] == 2, erased
+
+
+CANARY = "canary-7f3e9b21-elderberry"
+
+
+def _files_holding(directory, text: str) -> list[str]:
+    """Files under `directory` whose raw bytes hold `text` (the database, its WAL and journal)."""
+    return [path.name for path in directory.rglob("*") if path.is_file() and text.encode() in path.read_bytes()]
+
+
+def _operator_log(plane, pod) -> str:
+    """The operator container's output, as the development node agent keeps it (it has no kubelet log API)."""
+    pod = demo.get(plane, "pod", pod["metadata"]["name"], "-n", pod["metadata"]["namespace"])
+    log_dir = Path(pod["metadata"]["annotations"][LOGS_ANNOTATION])
+    return "".join(path.read_text(errors="replace") for path in sorted(log_dir.glob("*.log")))

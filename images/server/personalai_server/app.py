@@ -16,6 +16,7 @@ import logging
 
 from fastapi import FastAPI
 
+from .audit import AuditLog
 from .auth import TokenStore
 from .config import ServerConfig
 from .engines import Engine, build_engine
@@ -35,7 +36,8 @@ def build_app(config: ServerConfig, config_path: str | None = None, engine: Engi
     store = SessionStore(config.storage.data_dir)
     engine = engine or build_engine(config)
     metrics = ServerMetrics()
-    service = ChatService(config, store, engine, metrics)
+    audit = AuditLog(config.audit, config.persona.personal_ai)
+    service = ChatService(config, store, engine, metrics, audit=audit)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -50,6 +52,7 @@ def build_app(config: ServerConfig, config_path: str | None = None, engine: Engi
             await engine.close()
             service.memories.close()
             store.close()
+            audit.close()
 
     app = FastAPI(
         title="personalai server",

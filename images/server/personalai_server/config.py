@@ -153,7 +153,9 @@ class Conversation(_Model):
     history_window: int = Field(default=10, ge=0, le=200)
     default_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=256, ge=1)
-    retention_days: int = Field(default=30, ge=1)
+    retention_days: int = Field(default=30, ge=0, description=(
+        "Days a session may go unused before it is deleted with its messages; 0: never purged, kept until "
+        "the session or the PersonalAI is deleted (the PersonalAI spec's retention.sessionDays)."))
     default_mode: str = "wise"
     personality_modes: dict[str, PersonalityMode] = Field(default_factory=lambda: dict(DEFAULT_MODES))
     # Added to the system prompt when a session sets enableEmotionalTone.
@@ -207,6 +209,18 @@ class Limits(_Model):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
 
 
+class Audit(_Model):
+    """The audit stream (audit.py): one JSON line per auth attempt, session create and delete, adapter
+    load and retention purge; identifiers only, never message text, titles or tokens."""
+
+    sink: str = Field(default="stderr", min_length=1, description=(
+        '"stderr" (beside the logs, for the cluster\'s log collector), or a file path (through the path '
+        "prefix, e.g. on the data volume), rotated at midnight UTC"))
+    keep_days: int = Field(default=90, ge=1, le=3650, description=(
+        "Rotated files of a file sink kept, one a day. 90: long enough to look into an incident reported "
+        "weeks later; the record of who chatted when is not kept for longer than that use needs."))
+
+
 class Listen(_Model):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -221,6 +235,7 @@ class ServerConfig(_Model):
     auth: Auth = Field(default_factory=Auth)
     limits: Limits = Field(default_factory=Limits)
     listen: Listen = Field(default_factory=Listen)
+    audit: Audit = Field(default_factory=Audit)
     reload_interval_seconds: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Depends, Request
+from fastapi.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .auth import Principal
@@ -16,13 +17,23 @@ def get_service(request: Request) -> ChatService:
     return request.app.state.service
 
 
-def authenticate_token(request_state, token: str | None) -> Principal:
-    principal = request_state.tokens.authenticate(token)
+def authenticate_token(connection: HTTPConnection, token: str | None) -> Principal:
+    """The principal of `token` on this request or WebSocket (audited either way), else a 401."""
+    principal = connection.app.state.tokens.authenticate(token)
+    audit_auth(connection, principal, None if principal else "unknown_token" if token else "no_token")
     if principal is None:
         raise APIError(
             401, "unauthorized", "a valid bearer token is required", "Authorization", {"WWW-Authenticate": "Bearer"}
         )
     return principal
+
+
+def audit_auth(connection: HTTPConnection, principal: Principal | None, reason: str | None) -> None:
+    """The audit record of an authentication: the path, never the query (it is the caller's to fill)."""
+    connection.app.state.service.audit.record(
+        "auth", "success" if principal else "failure", transport=connection.scope["type"],
+        client=connection.client.host if connection.client else None, path=connection.url.path,
+        owner=principal.short_id if principal else None, reason=reason)
 
 
 def optional_principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal | None:
@@ -32,7 +43,7 @@ def optional_principal(request: Request, credentials: HTTPAuthorizationCredentia
 
 def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
     """The caller, whose token checked out; not counted against a rate limit (metrics, the API document)."""
-    return authenticate_token(request.app.state, credentials.credentials if credentials else None)
+    return authenticate_token(request, credentials.credentials if credentials else None)
 
 
 async def authorize(request: Request, principal: Principal = Depends(authenticate)) -> Principal:

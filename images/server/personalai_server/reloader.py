@@ -7,9 +7,9 @@ its memories, with no restart. A version that fails verification, or whose memor
 read, is not switched to (logged, e.g. "adapter digest mismatch", and the old one serves on). The
 conversation settings and limits apply to the next request. While the engine has failed to start
 (an adapter that cannot be loaded), a changed config is still applied and the start retried, so a
-rollback recovers the pod without deleting it. Changes to the engine, storage, auth or
-listen sections need a restart (logged, and the old values stay in force). Expired sessions are
-purged on the same timer.
+rollback recovers the pod without deleting it. Changes to the engine, storage, auth, listen or
+audit sections need a restart (logged, and the old values stay in force). Expired sessions are
+purged on the same timer (never when conversation.retentionDays is 0).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .service import ChatService
 
 log = logging.getLogger(__name__)
 
-RESTART_ONLY = ("engine", "storage", "auth", "listen")
+RESTART_ONLY = ("engine", "storage", "auth", "listen", "audit")
 PURGE_EVERY_SECONDS = 300.0
 
 
@@ -48,6 +48,7 @@ async def apply_config(service: ChatService, new: ServerConfig) -> bool:
         await service.engine.activate_adapter(new.adapter.version)
         service.memories.keep_only({*service.engine.loaded_adapters(), new.adapter.version})
         log.info("adapter switched to %s", new.adapter.version or "none (base model)")
+        service.audit_adapter_load(new.adapter, "reload")
     service.config = new
     if hasattr(service.engine, "config"):
         service.engine.config = new
@@ -90,10 +91,16 @@ async def watch_config(service: ChatService, config_path: str | None) -> None:
         except EngineError as error:
             # The old adapter keeps serving; the next tick tries again.
             log.error("adapter not switched: %s", error)
+            service.audit_adapter_load(new.adapter, "reload", error)
 
 
 def purge_expired(service: ChatService) -> int:
-    removed = service.store.purge_expired(service.config.conversation.retention_days)
+    """Delete the sessions unused for conversation.retentionDays; 0 keeps them until deleted."""
+    retention_days = service.config.conversation.retention_days
+    if retention_days == 0:
+        return 0
+    removed = service.store.purge_expired(retention_days)
     if removed:
         log.info("%d expired sessions purged", removed)
+        service.audit.record("sessions.purge", count=removed, retentionDays=retention_days)
     return removed

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from personalai_contracts import memory
+from personalai_contracts.artifacts import manifest_digest
 from personalai_contracts.memory import MemorySettings, Recall
 
 from .adapters import AdapterDigestError, check_digest
+from .audit import AuditLog
 from .auth import Principal
 from .config import Adapter, ServerConfig, memory_settings
 from .engines import Engine, EngineError, GenerationParams, GenerationStats
@@ -56,13 +58,15 @@ class Turn:
 
 class ChatService:
     def __init__(self, config: ServerConfig, store: SessionStore, engine: Engine, metrics: ServerMetrics,
-                 memories: Memories | None = None, clock: Callable[[], float] = time.monotonic):
+                 memories: Memories | None = None, clock: Callable[[], float] = time.monotonic,
+                 audit: AuditLog | None = None):
         self.config = config
         self.clock = clock  # monotonic seconds; a test's own clock times failing and shutting down
         self.store = store
         self.engine = engine
         self.metrics = metrics
         self.memories = memories or Memories()
+        self.audit = audit or AuditLog(config.audit, config.persona.personal_ai)
         self.rate_limiter = RateLimiter()
         self.stream_slots = StreamSlots()
         # Open WebSockets: by token owner, and all of them under ALL_SOCKETS.
@@ -87,12 +91,15 @@ class ChatService:
             # A refused adapter is not replaced by another: serving the wrong person's model is worse than none.
             self.mark_failed(str(error))
             log.error("adapter not served: %s", error)
+            self.audit_adapter_load(self.config.adapter, "start", error)
             return
         except Exception as error:
             self.mark_failed(f"engine failed to start ({type(error).__name__})")
             log.exception("engine failed to start")
+            self.audit_adapter_load(self.config.adapter, "start", error)
             return
         self.not_ready_reason = self.failing_since = None
+        self.audit_adapter_load(self.config.adapter, "start")
         self.metrics.observe_adapters(self.engine.loaded_adapters(), self.engine.active_adapter)
         log.info("model ready (engine %s, adapter %s)", self.engine.kind, self.engine.active_adapter)
         # There is no older adapter to fall back to: a broken memory index is logged and the model serves without.
@@ -208,7 +215,16 @@ class ChatService:
                 429, "too_many_sessions", "limits.maxSessionsPerToken reached: delete a session first", None,
                 {"Retry-After": "60"},
             )
-        return self.store.create_session(principal.owner, title, settings.model_dump(by_alias=True))
+        session = self.store.create_session(principal.owner, title, settings.model_dump(by_alias=True))
+        self.audit.record("session.create", owner=principal.short_id, session=session.id)
+        return session
+
+    def delete_session(self, principal: Principal, session_id: str) -> None:
+        """Delete the caller's session with its messages (erased from the database files); 404 if none."""
+        if self.store.delete_session(principal.owner, session_id):
+            self.audit.record("session.delete", owner=principal.short_id, session=session_id)
+        else:
+            self.get_session(principal, session_id)  # the usual 404
 
     def get_session(self, principal: Principal, session_id: str, with_messages: bool = False) -> StoredSession:
         session = self.store.get_session(principal.owner, session_id, with_messages=with_messages)
@@ -286,6 +302,19 @@ class ChatService:
         except AdapterDigestError:
             self.metrics.adapter_refusals.labels(version=adapter.version, reason="digest_mismatch").inc()
             raise
+
+    def audit_adapter_load(self, adapter: Adapter, trigger: str, error: Exception | None = None) -> None:
+        """The audit record of serving `adapter` (at "start" or on "reload"), with the sha256 of the
+        manifest in its folder: what was loaded, whether or not the operator recorded a digest."""
+        digest = None
+        if adapter.version is not None:
+            try:
+                digest = manifest_digest(adapter.path_for(adapter.version))
+            except OSError:
+                pass  # no readable manifest: the failure says so
+        self.audit.record("adapter.load", "failure" if error else "success", trigger=trigger,
+                          adapterVersion=adapter.version, manifestSha256=digest,
+                          reason=type(error).__name__ if error else None)
 
     # --- memory -------------------------------------------------------------------------------
 

@@ -1,6 +1,9 @@
 """Chat sessions and their messages in SQLite, on the data volume (`storage.dataDir`).
 
-One file, `sessions.sqlite3`, in WAL mode so reads do not wait on writes. Every query is scoped by
+One file, `sessions.sqlite3`, in WAL mode so reads do not wait on writes. Deleted text is erased,
+not merely unlinked: secure_delete zeroes the freed cells and pages, and after every delete the WAL
+(which still holds the pages as they were written) is checkpointed into the file and truncated.
+Every query is scoped by
 owner (the caller's token digest): a session of another token is simply not found. Calls are short
 and serialised by one lock; the async API calls them directly (each is well under a millisecond).
 """
@@ -8,6 +11,7 @@ and serialised by one lock; the async API calls them directly (each is well unde
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -17,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from personalai_contracts.paths import resolve
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "sessions.sqlite3"
 
@@ -74,6 +80,7 @@ class SessionStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -150,6 +157,8 @@ class SessionStore:
     def delete_session(self, owner: str, session_id: str) -> bool:
         with self._lock:
             cursor = self._db.execute("DELETE FROM sessions WHERE id = ? AND owner = ?", (session_id, owner))
+            if cursor.rowcount:
+                self._erase_wal()
         return cursor.rowcount > 0
 
     def append_exchange(
@@ -184,7 +193,17 @@ class SessionStore:
         cutoff = self._clock() - retention_days * 86400
         with self._lock:
             cursor = self._db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,))
+            if cursor.rowcount:
+                self._erase_wal()
         return cursor.rowcount
+
+    def _erase_wal(self) -> None:
+        """Copy the WAL into the database file and cut it to zero bytes: its frames are the pages as
+        they were before the delete, deleted text included (secure_delete only zeroes the new ones)."""
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            # Only another connection reading could hold it; the next delete's checkpoint tries again.
+            log.warning("sessions WAL not truncated after a delete: a reader holds it")
 
     def _messages(self, session_id: str) -> list[StoredMessage]:
         rows = self._db.execute(

@@ -9,13 +9,14 @@ training config), so a pass that finds it already there creates nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
 import kopf
 
-from personalai_operator import kube, manifests, metrics, naming
-from personalai_operator.conditions import find_condition
+from personalai_operator import audit, erasure, kube, manifests, metrics, naming
+from personalai_operator.conditions import Condition, find_condition, now_rfc3339, set_condition
 from personalai_operator.handlers.common import SETTINGS, InvalidSpec, namespace_of, object_lock, parse_spec
 from personalai_operator.handlers.serving import reconcile_serving
 from personalai_operator.handlers.training_run import restart_run, supersede_run
@@ -129,6 +130,8 @@ def _announce(personalai: dict[str, Any], old: dict[str, Any], new: dict[str, An
         kube.emit_event(personalai, "Normal", "AdapterPromoted",
                         f"Adapter {promotion.current['version']} from TrainingRun "
                         f"{promotion.current.get('trainingRun')} passed validation and is now current.")
+        audit.write(audit.promotion_record(personalai, promotion.current, old.get("currentAdapter"), now_rfc3339()),
+                    SETTINGS.audit_log)
 
 
 def _report_invalid(personalai: dict[str, Any], status: dict[str, Any], message: str, generation: int | None) -> None:
@@ -145,7 +148,8 @@ def on_personalai(namespace: str | None, name: str, **_: Any) -> None:
     reconcile_personalai(namespace_of("PersonalAI", namespace), name)
 
 
-@kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, id="resync")
+# A failed resync comes back at the resync interval, not after kopf's 60 s default backoff.
+@kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, backoff=SETTINGS.resync_seconds, id="resync")
 def resync_personalai(namespace: str | None, name: str, **_: Any) -> None:
     """Catches what no event announces: the reflections Secret edited in place."""
     try:
@@ -155,6 +159,61 @@ def resync_personalai(namespace: str | None, name: str, **_: Any) -> None:
     except Exception:
         metrics.RECONCILE_ERRORS.labels(kind="PersonalAI").inc()
         raise
+
+
+# What each erasure in progress has found so far, by uid: later passes see only what is left.
+# In memory: after an operator restart the record counts what that operator still found.
+_erasures_seen: dict[str, erasure.Inventory] = {}
+ERASURE_RETRY_SECONDS = 3.0
+ERASURE_STALLED_RETRY_SECONDS = 30.0
+
+
+@kopf.on.delete(*RESOURCE, id="erase", backoff=5)
+def erase_personalai(body: kopf.Body, namespace: str | None, name: str, runtime: dt.timedelta, **_: Any) -> None:
+    """Delete everything made for the PersonalAI, wait until it and its pods are gone, then say so.
+
+    kopf holds its finalizer on the PersonalAI until this returns: with the operator down the object
+    stays Terminating (README "Erasure" has the break-glass step)."""
+    namespace = namespace_of("PersonalAI", namespace)
+    personalai = dict(body)
+    with object_lock("PersonalAI", namespace, name):
+        found = _erasable(namespace, name)
+        for kind, object_name in erasure.to_delete(found):
+            kube.delete_if_present(kind, namespace, object_name)
+        remaining = erasure.inventory(found)
+        uid = personalai["metadata"]["uid"]
+        removed = _erasures_seen[uid] = erasure.merge(_erasures_seen.get(uid, {}), remaining)
+        if remaining:
+            overdue = runtime.total_seconds() > SETTINGS.erasure_timeout_seconds
+            _set_purged(personalai, erasure.pending_condition(remaining, overdue, SETTINGS.erasure_timeout_seconds))
+            raise kopf.TemporaryError(f"erasure of PersonalAI {name} is not finished",
+                                      delay=ERASURE_STALLED_RETRY_SECONDS if overdue else ERASURE_RETRY_SECONDS)
+        _set_purged(personalai, erasure.purged_condition(removed))
+        audit.write(erasure.erasure_record(personalai, removed, runtime.total_seconds(), now_rfc3339()),
+                    SETTINGS.audit_log)
+        _erasures_seen.pop(uid, None)
+
+
+def _erasable(namespace: str, name: str) -> dict[str, list[dict[str, Any]]]:
+    """Every object and pod made for the PersonalAI that still exists, by kind."""
+    labels = naming.personalai_labels(name)
+    return {kind: kube.list_objects(kind, namespace, labels) for kind in erasure.AWAITED_KINDS}
+
+
+def _set_purged(personalai: dict[str, Any], condition: Condition) -> None:
+    """Write the DataPurged condition and post its Event when its reason or message changed."""
+    conditions = (personalai.get("status") or {}).get("conditions") or []
+    before = find_condition(conditions, erasure.DATA_PURGED)
+    if before and (before["reason"], before["message"]) == (condition["reason"], condition["message"]):
+        return
+    metadata = personalai["metadata"]
+    kube.patch_status("PersonalAI", metadata["namespace"], metadata["name"],
+                      {"conditions": set_condition(conditions, condition)})
+    # Progress is for the condition alone; the outcome, or a stall, is news.
+    if condition["status"] == "True":
+        kube.emit_event(personalai, "Normal", erasure.DATA_PURGED, condition["message"])
+    elif condition["reason"] == "ErasureStalled":
+        kube.emit_event(personalai, "Warning", "ErasureStalled", condition["message"])
 
 
 def refresh_owner(namespace: str, personalai: str | None) -> None:

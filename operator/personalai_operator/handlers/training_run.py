@@ -167,7 +167,8 @@ def on_training_run(namespace: str | None, name: str, **_: Any) -> None:
     reconcile_training_run(namespace_of("TrainingRun", namespace), name)
 
 
-@kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, id="resync")
+# A failed resync comes back at the resync interval, not after kopf's 60 s default backoff.
+@kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, backoff=SETTINGS.resync_seconds, id="resync")
 def resync_training_run(namespace: str | None, name: str, status: kopf.Status, **_: Any) -> None:
     validated = find_condition(status.get("conditions"), "Validated") or {}
     if status.get("phase") in PHASES_DONE and validated.get("status") in ("True", "False"):

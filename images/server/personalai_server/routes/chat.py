@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
 from ..auth import Principal, bearer_token
-from ..dependencies import authenticate_token, authorize, get_service
+from ..dependencies import audit_auth, authenticate_token, authorize, get_service
 from ..errors import APIError, validation_error
 from ..schemas import GENERATION_ERRORS, ChatRequest, ChatResponse, error_responses
 from ..service import ChatService, Turn
@@ -105,9 +105,10 @@ async def authenticate_websocket(websocket: WebSocket, service: ChatService) -> 
         try:
             first = await asyncio.wait_for(receive_frame(websocket, AUTH_FRAME_BYTES), deadline)
         except TimeoutError:
+            audit_auth(websocket, None, "auth_timeout")
             raise APIError(408, "auth_timeout", "authenticate within limits.websocketAuthSeconds", "token") from None
         token = auth_message_token(first)
-    return authenticate_token(websocket.app.state, token)
+    return authenticate_token(websocket, token)
 
 
 def auth_message_token(text: str) -> str | None:

@@ -76,6 +76,5 @@ async def update_session(
 async def delete_session(
     sessionId: str, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)  # noqa: N803
 ) -> Response:
-    if not service.store.delete_session(principal.owner, sessionId):
-        service.get_session(principal, sessionId)
+    service.delete_session(principal, sessionId)
     return Response(status_code=204)

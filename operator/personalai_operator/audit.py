@@ -1,7 +1,8 @@
 """The operator's audit stream: one JSON line per erasure or promotion, never personal content.
 
 A dedicated logger that does not propagate, so the records neither mix with nor depend on the
-operator's log format; where it writes is a setting (stderr, or a file that outlives the pod's log).
+operator's log format; where it writes is a setting (stderr, or a file that outlives the pod's log, rotated at midnight UTC
+with PERSONALAI_AUDIT_KEEP_DAYS days of it kept).
 """
 
 from __future__ import annotations
@@ -11,23 +12,24 @@ import logging
 import sys
 import threading
 from collections.abc import Mapping
+from logging.handlers import TimedRotatingFileHandler
 from typing import Any
 
 _logger = logging.getLogger("personalai.audit")
 _configured = threading.Lock()
 
 
-def _handler(destination: str) -> logging.Handler:
+def _handler(destination: str, keep_days: int) -> logging.Handler:
     if destination in ("", "stderr"):
         return logging.StreamHandler(sys.stderr)
-    return logging.FileHandler(destination, encoding="utf-8")
+    return TimedRotatingFileHandler(destination, when="midnight", utc=True, backupCount=keep_days, encoding="utf-8")
 
 
-def write(record: dict[str, Any], destination: str) -> None:
+def write(record: dict[str, Any], destination: str, keep_days: int) -> None:
     """Append `record` (built by erasure.py or promotion.py's callers: kinds, counts, names, versions)."""
     with _configured:
         if not _logger.handlers:
-            handler = _handler(destination)
+            handler = _handler(destination, keep_days)
             handler.setFormatter(logging.Formatter("%(message)s"))
             _logger.addHandler(handler)
             _logger.setLevel(logging.INFO)

@@ -57,6 +57,9 @@ class OperatorSettings(BaseModel):
     erasure_timeout_seconds: float = Field(600.0, gt=0, alias="ERASURE_TIMEOUT_SECONDS")
     # Where the audit records of erasures and promotions go: "stderr", or a file path.
     audit_log: str = Field("stderr", alias="AUDIT_LOG")
+    # A file audit stream is rotated at midnight UTC; this many days of it are kept. 365: a year of
+    # "who erased what and when" to answer a person's or an auditor's question about it.
+    audit_keep_days: int = Field(365, ge=1, le=3650, alias="AUDIT_KEEP_DAYS")
     trainer_memory: str = Field("48Gi", alias="TRAINER_MEMORY")
     trainer_cpu: str = Field("8", alias="TRAINER_CPU")
 

@@ -116,7 +116,7 @@ class ErrorResponse(BaseModel):
 # What each error status means on this API; each router documents the ones its routes can answer,
 # so a client (and the schemathesis fuzz) knows every status it may get.
 ERROR_STATUSES = {
-    400: "Malformed JSON",
+    400: "Malformed JSON, or (/v1/load_lora_adapter) an adapter name already given to another folder",
     401: "No valid bearer token",
     404: "No such session, model or adapter for this token",
     413: "Body over limits.maxRequestBytes, or a message over limits.maxMessageChars or the context",

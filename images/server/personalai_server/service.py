@@ -77,6 +77,8 @@ class ChatService:
         self.failing_since: float | None = None
         # Set on SIGTERM (monotonic): replies still generating past it end with server_shutting_down.
         self.shutdown_deadline: float | None = None
+        # vLLM-style names callers gave adapter versions with /v1/load_lora_adapter: name -> version.
+        self.lora_names: dict[str, str] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 

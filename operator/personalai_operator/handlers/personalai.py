@@ -131,7 +131,7 @@ def _announce(personalai: dict[str, Any], old: dict[str, Any], new: dict[str, An
                         f"Adapter {promotion.current['version']} from TrainingRun "
                         f"{promotion.current.get('trainingRun')} passed validation and is now current.")
         audit.write(audit.promotion_record(personalai, promotion.current, old.get("currentAdapter"), now_rfc3339()),
-                    SETTINGS.audit_log)
+                    SETTINGS.audit_log, SETTINGS.audit_keep_days)
 
 
 def _report_invalid(personalai: dict[str, Any], status: dict[str, Any], message: str, generation: int | None) -> None:
@@ -190,7 +190,7 @@ def erase_personalai(body: kopf.Body, namespace: str | None, name: str, runtime:
                                       delay=ERASURE_STALLED_RETRY_SECONDS if overdue else ERASURE_RETRY_SECONDS)
         _set_purged(personalai, erasure.purged_condition(removed))
         audit.write(erasure.erasure_record(personalai, removed, runtime.total_seconds(), now_rfc3339()),
-                    SETTINGS.audit_log)
+                    SETTINGS.audit_log, SETTINGS.audit_keep_days)
         _erasures_seen.pop(uid, None)
 
 

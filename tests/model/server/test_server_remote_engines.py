@@ -13,6 +13,8 @@ import httpx
 import pytest
 from server_harness import TOKEN_A, auth, server_config, sse_events
 
+from personalai_contracts.artifacts import manifest_digest
+
 pytestmark = pytest.mark.model
 
 QUESTION = "What matters most to you?"
@@ -80,6 +82,11 @@ def test_vllm_engine_loads_lora_at_runtime(tmp_path, tiny_model_dir, artifacts_d
         {"role": "user", "content": QUESTION},
     ]
     assert event["response"] == backend_reply(backend, messages, "v1-aaaa")
+    # vLLM was told a name that is Luke's and this adapter's alone, never the bare version another
+    # person's server could also load; the reply under that name is the same adapter's.
+    digest = manifest_digest(artifacts_dir / "v1-aaaa")
+    assert backend.service.lora_names == {f"luke--v1-aaaa--{digest[:16]}": "v1-aaaa"}
+    assert backend_reply(backend, messages, f"luke--v1-aaaa--{digest[:16]}") == event["response"]
     metrics = httpx.get(f"{backend.url}/metrics", headers=auth()).text
     assert 'route="/v1/load_lora_adapter",status="200"' in metrics
     assert 'route="/v1/chat/completions",status="200"' in metrics
@@ -91,3 +98,19 @@ def test_backend_refuses_adapters_outside_its_dir(backend, tmp_path):
     assert response.status_code == 422 and response.json()["error"]["field"] == "lora_path"
     missing = httpx.post(f"{backend.url}/v1/load_lora_adapter", headers=auth(), timeout=10, json={"lora_name": "v9-none"})
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "lora_name"
+
+
+def test_backend_names_adapters_as_vllm_does(backend, artifacts_dir):
+    """A name is bound to one folder: loading another folder under it is refused, as vLLM refuses it."""
+    def load(name: str, version: str) -> httpx.Response:
+        return httpx.post(f"{backend.url}/v1/load_lora_adapter", headers=auth(), timeout=30,
+                          json={"lora_name": name, "lora_path": str(artifacts_dir / version)})
+
+    assert load("zoe--v1-aaaa--0123", "v1-aaaa").status_code == 200
+    assert load("zoe--v1-aaaa--0123", "v1-aaaa").status_code == 200  # the same folder again: nothing changes
+    taken = load("zoe--v1-aaaa--0123", "v2-bbbb")
+    assert taken.status_code == 400 and taken.json()["error"]["field"] == "lora_name"
+    models = httpx.get(f"{backend.url}/v1/models", headers=auth(), timeout=10).json()["data"]
+    assert {"id": "zoe--v1-aaaa--0123", "root": "v1-aaaa"}.items() <= next(
+        card for card in models if card["id"] == "zoe--v1-aaaa--0123").items()
+

@@ -95,13 +95,15 @@ def test_audit_records_go_as_json_lines_to_the_configured_file_only(tmp_path, ca
     logger.handlers.clear()
     try:
         path = tmp_path / "audit.jsonl"
-        audit.write({"event": "erasure", "personalai": "luke"}, str(path))
-        audit.write({"event": "promotion", "personalai": "luke"}, str(path))
+        audit.write({"event": "erasure", "personalai": "luke"}, str(path), 30)
+        audit.write({"event": "promotion", "personalai": "luke"}, str(path), 30)
         for handler in logger.handlers:
             handler.flush()
         lines = path.read_text().splitlines()
         assert [json.loads(line)["event"] for line in lines] == ["erasure", "promotion"]
         assert not caplog.records  # not propagated into the operator's own log
+        (rotating,) = logger.handlers  # rotated at midnight UTC, keeping that many days
+        assert (rotating.when, rotating.utc, rotating.backupCount) == ("MIDNIGHT", True, 30)
     finally:
         for handler in logger.handlers:
             handler.close()
@@ -110,9 +112,9 @@ def test_audit_records_go_as_json_lines_to_the_configured_file_only(tmp_path, ca
 
 def test_the_audit_stream_and_the_erasure_bound_are_settings_with_defaults():
     defaults = OperatorSettings.from_env({})
-    assert (defaults.audit_log, defaults.erasure_timeout_seconds) == ("stderr", 600.0)
-    custom = OperatorSettings.from_env({"PERSONALAI_AUDIT_LOG": "/var/log/audit.jsonl",
+    assert (defaults.audit_log, defaults.audit_keep_days, defaults.erasure_timeout_seconds) == ("stderr", 365, 600.0)
+    custom = OperatorSettings.from_env({"PERSONALAI_AUDIT_LOG": "/var/log/audit.jsonl", "PERSONALAI_AUDIT_KEEP_DAYS": "30",
                                         "PERSONALAI_ERASURE_TIMEOUT_SECONDS": "90"})
-    assert (custom.audit_log, custom.erasure_timeout_seconds) == ("/var/log/audit.jsonl", 90.0)
+    assert (custom.audit_log, custom.audit_keep_days, custom.erasure_timeout_seconds) == ("/var/log/audit.jsonl", 30, 90.0)
     with pytest.raises(ValueError, match="ERASURE_TIMEOUT_SECONDS"):
         OperatorSettings.from_env({"PERSONALAI_ERASURE_TIMEOUT_SECONDS": "0"})

@@ -4,6 +4,11 @@ vLLM (started with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) load
 POST /v1/load_lora_adapter {lora_name, lora_path} and serves it when a request's `model` is that
 name; the base model is its served model name (engine.baseModel). The adapter folder must be
 mounted at the same path in both pods.
+
+One vLLM may serve several people's chat servers, and adapter versions repeat across people (they
+derive from the training config), so the name an adapter has in vLLM is never its bare version:
+it carries the PersonalAI and the adapter's digest (`remote_adapter_name`). A name vLLM already
+holds is then this very adapter, and never another person's that happens to share the version.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import time
 from collections.abc import AsyncIterator
 
 import httpx
+
+from personalai_contracts.artifacts import manifest_digest
 
 from ..config import ServerConfig
 from .base import AdapterError, EngineError, GenerationParams, GenerationStats, Message
@@ -28,17 +35,21 @@ class VLLMEngine(RemoteEngine):
         self.client = httpx.AsyncClient(
             base_url=self.url, headers=self.headers, timeout=httpx.Timeout(config.engine.request_timeout_seconds)
         )
+        self._remote_names: dict[str, str] = {}  # adapter version -> its name in vLLM
 
     async def load_remote_adapter(self, version: str, path: str) -> None:
-        response = await self.client.post("/v1/load_lora_adapter", json={"lora_name": version, "lora_path": path})
-        # vLLM answers 400 when the name is already loaded (a restart of this server, not of vLLM).
-        if response.status_code == 400 and "already" in response.text:
-            return
-        if response.status_code != 200:
+        name = remote_adapter_name(self.config.persona.personal_ai, version, manifest_digest(path))
+        response = await self.client.post("/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path})
+        # vLLM answers 400 when the name is already loaded (a restart of this server, not of vLLM): the
+        # name holds the digest, so what is loaded under it is this adapter.
+        if response.status_code != 200 and not (response.status_code == 400 and "already" in response.text):
             raise AdapterError(f"vllm could not load adapter {version}: HTTP {response.status_code}")
+        self._remote_names[version] = name
 
     async def unload_remote_adapter(self, version: str) -> None:
-        await self.client.post("/v1/unload_lora_adapter", json={"lora_name": version})
+        name = self._remote_names.pop(version, None)
+        if name is not None:
+            await self.client.post("/v1/unload_lora_adapter", json={"lora_name": name})
 
     async def stream(self, messages: list[Message], params: GenerationParams, stats: GenerationStats) -> AsyncIterator[str]:
         if not self.ready:
@@ -48,7 +59,7 @@ class VLLMEngine(RemoteEngine):
             await self.ensure_adapter(adapter)
         stats.adapter_version = adapter
         body = {
-            "model": adapter or self.config.engine.base_model,
+            "model": self._remote_names[adapter] if adapter else self.config.engine.base_model,
             "messages": messages,
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
@@ -91,3 +102,8 @@ class VLLMEngine(RemoteEngine):
     async def close(self) -> None:
         await super().close()
         await self.client.aclose()
+
+
+def remote_adapter_name(personal_ai: str, version: str, digest: str) -> str:
+    """The adapter's name in a vLLM shared by several people: theirs alone, and this content alone."""
+    return f"{personal_ai}--{version}--{digest[:16]}"

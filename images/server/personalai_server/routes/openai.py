@@ -22,6 +22,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from personalai_contracts.paths import resolve
+
 from ..auth import Principal
 from ..config import memory_settings
 from ..dependencies import authorize, get_service
@@ -132,6 +134,8 @@ async def list_models(principal: Principal = Depends(authorize), service: ChatSe
         ModelCard(id=base, created=now, root=base),
     ]
     cards += [ModelCard(id=version, created=now, root=version, parent=base) for version in engine.loaded_adapters()]
+    cards += [ModelCard(id=name, created=now, root=version, parent=base) for name, version in service.lora_names.items()
+              if version in engine.loaded_adapters()]
     return ModelList(data=cards)
 
 
@@ -143,6 +147,8 @@ def pick_adapter(service: ChatService, model: str | None) -> str | None:
         return BASE_MODEL
     if model in service.engine.loaded_adapters():
         return model
+    if service.lora_names.get(model) in service.engine.loaded_adapters():
+        return service.lora_names[model]
     raise APIError(404, "model_not_found", "model is not served here; see /v1/models", "model")
 
 
@@ -277,15 +283,31 @@ def usage(stats: GenerationStats) -> Usage:
 async def load_lora_adapter(
     body: LoraAdapterRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)
 ) -> str:
-    """vLLM's runtime LoRA loading; only adapters under this server's adapter.dir can be named."""
-    expected = service.config.adapter.path_for(body.lora_name)
-    if body.lora_path is not None and Path(body.lora_path).resolve() != expected.resolve():
-        raise APIError(422, "invalid_field", "lora_path must be adapter.dir/<lora_name> of this server", "lora_path")
+    """vLLM's runtime LoRA loading; only adapters under this server's adapter.dir can be named.
+
+    As in vLLM, `lora_name` is the caller's name for the folder `lora_path` (here: a version folder of
+    adapter.dir); without a path the name is the version itself. A name already given to another
+    folder is refused (400), as vLLM refuses it."""
+    version = body.lora_name
+    if body.lora_path is not None:
+        try:
+            folder: Path | None = Path(body.lora_path).resolve()
+        except (OSError, ValueError):  # a NUL byte, a loop of links
+            folder = None
+        if folder is None or folder.parent != resolve(service.config.adapter.dir).resolve():
+            raise APIError(422, "invalid_field", "lora_path must be a version folder in adapter.dir of this server",
+                           "lora_path")
+        version = folder.name
+    if service.lora_names.get(body.lora_name, version) != version:
+        raise APIError(400, "invalid_field", f"the lora adapter '{body.lora_name}' has already been loaded",
+                       "lora_name")
     service.require_ready()
     try:
-        await service.engine.ensure_adapter(body.lora_name)
+        await service.engine.ensure_adapter(version)
     except AdapterError as error:
         raise APIError(404, "adapter_not_found", str(error), "lora_name") from None
+    if body.lora_name != version:
+        service.lora_names[body.lora_name] = version
     service.metrics.observe_adapters(service.engine.loaded_adapters(), service.engine.active_adapter)
     return f"Success: LoRA adapter '{body.lora_name}' added successfully."
 
@@ -294,7 +316,9 @@ async def load_lora_adapter(
 async def unload_lora_adapter(
     body: LoraAdapterRequest, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)
 ) -> str:
-    if not await service.engine.unload_adapter(body.lora_name):
+    version = service.lora_names.get(body.lora_name, body.lora_name)
+    if not await service.engine.unload_adapter(version):
         raise APIError(404, "adapter_not_found", "adapter is not loaded, or is the active one", "lora_name")
+    service.lora_names = {name: held for name, held in service.lora_names.items() if held != version}
     service.metrics.observe_adapters(service.engine.loaded_adapters(), service.engine.active_adapter)
     return f"Success: LoRA adapter '{body.lora_name}' removed successfully."

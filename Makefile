@@ -51,7 +51,7 @@ unit: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy -p personalai_operator -p personalai_contracts
+	$(VENV)/bin/mypy -p personalai_operator -p personalai_contracts -p personalai_gateway
 	$(VENV)/bin/lint-imports
 
 demo: binaries

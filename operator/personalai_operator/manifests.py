@@ -17,7 +17,7 @@ from personalai_contracts.trainer_config import (
     RunConfig,
     TrainerConfig,
 )
-from personalai_operator import naming
+from personalai_operator import artifact_retention, naming
 from personalai_operator.models import API_VERSION, PersonalAISpec, TrainingRunSpec
 from personalai_operator.run_status import EXIT_CODES_NOT_RETRIED
 from personalai_operator.settings import OperatorSettings
@@ -297,3 +297,63 @@ def build_run_children(run: dict[str, Any], spec: TrainingRunSpec, display_name:
         build_role_binding(run, spec.personal_ai),
         build_training_job(run, spec, settings),
     ]
+
+
+PRUNE_DEADLINE_SECONDS = 600  # removing a few directories takes seconds; a hung pod must not hold the volume
+
+
+def build_prune_job(personalai: dict[str, Any], pruning: dict[str, str], settings: OperatorSettings,
+                    node: str | None = None) -> dict[str, Any]:
+    """The Job that removes expired artifacts (artifact_retention) from the PersonalAI's volume: the
+    trainer image's prune module, told each relative path; no GPU, no API token, owned by the PersonalAI.
+
+    `node`: where the chat server already mounts the ReadWriteOnce volume; the pod must run there
+    (tolerating the GPU taint, asking for no GPU), since no other node can attach it meanwhile."""
+    pai = personalai["metadata"]["name"]
+    placement = ({"nodeSelector": {"kubernetes.io/hostname": node}, "tolerations": build_gpu_tolerations(settings)}
+                 if node else {})
+    labels = {**naming.personalai_labels(pai), naming.LABEL_COMPONENT: artifact_retention.PRUNE_COMPONENT}
+    container = {
+        "name": "prune",
+        "image": settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "personalai_trainer.prune", "--root", ARTIFACTS_DIR, "--", *sorted(pruning)],
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}},
+        "securityContext": build_restricted_container_security(),
+        "volumeMounts": [{"name": "artifacts", "mountPath": ARTIFACTS_DIR}],
+    }
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": f"{pai}-prune-{artifact_retention.pruning_digest(pruning)}",
+            "namespace": personalai["metadata"]["namespace"], "labels": labels,
+            "annotations": {artifact_retention.PRUNING_ANNOTATION: json.dumps(pruning, sort_keys=True)},
+            "ownerReferences": [naming.owner_reference(personalai)],
+        },
+        "spec": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": PRUNE_DEADLINE_SECONDS,
+            "ttlSecondsAfterFinished": settings.finished_job_ttl_seconds,
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "securityContext": build_restricted_pod_security(),
+                **placement,
+                "containers": [container],
+                "volumes": [{"name": "artifacts", "persistentVolumeClaim": {
+                    "claimName": naming.artifacts_claim_name(pai)}}],
+            }},
+        },
+    }
+
+
+def build_retention_ledger(personalai: dict[str, Any], pruned: dict[str, str]) -> dict[str, Any]:
+    """What artifact retention has removed (path -> run end), so no path is named twice; owned by the PersonalAI."""
+    pai = personalai["metadata"]["name"]
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": artifact_retention.ledger_name(pai), "namespace": personalai["metadata"]["namespace"],
+                     "labels": naming.personalai_labels(pai), "ownerReferences": [naming.owner_reference(personalai)]},
+        "data": {artifact_retention.LEDGER_KEY: json.dumps(pruned, indent=1, sort_keys=True)},
+    }

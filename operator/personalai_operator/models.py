@@ -107,12 +107,20 @@ class PersonalityMode(CamelModel):
     memory: MemoryOverride | None = Field(None, description="This mode's changes to serving.memory.")
 
 
+# The chat server's built-in modes (personalai_server.config.DEFAULT_MODES; a unit test keeps them in
+# step): the brief's `wise` and `nostalgic`, and `playful`.
+DEFAULT_MODE_NAMES = ("wise", "nostalgic", "playful")
+
+
 class ServingConfig(CamelModel):
     """How the trained model is served for chat."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
-        "rule": "!has(self.defaultMode) || (has(self.personalityModes) && self.defaultMode in self.personalityModes)",
-        "message": "defaultMode must name one of personalityModes",
+        "rule": "!has(self.defaultMode) || (has(self.personalityModes) && self.defaultMode in self.personalityModes)"
+                " || ((!has(self.modesPolicy) || self.modesPolicy == 'add') && self.defaultMode in "
+                f"{list(DEFAULT_MODE_NAMES)})",
+        "message": "defaultMode must name one of personalityModes, or with modesPolicy add one of "
+                   f"{', '.join(DEFAULT_MODE_NAMES)}",
         "fieldPath": ".defaultMode",
     }, {
         "rule": "!has(self.engineUrl) || (has(self.engine) && self.engine != 'local')",
@@ -130,7 +138,12 @@ class ServingConfig(CamelModel):
                                         description="Pin this adapter version (rollback); default: the newest that passed.")
     personality_modes: dict[str, PersonalityMode] = Field(
         default_factory=dict, max_length=16, json_schema_extra={"maxProperties": 16},
-        description="Named personality modes.")
+        description="Named personality modes, added to the chat server's built-in ones "
+        f"({', '.join(DEFAULT_MODE_NAMES)}) or replacing them, as modesPolicy says.")
+    modes_policy: Literal["add", "replace"] = Field(
+        "add", description="add (default): personalityModes join the built-in modes, so a chat may always ask for "
+        "the brief's wise or nostalgic (a mode of the same name replaces the built-in one); "
+        "replace: only personalityModes are offered.")
     default_mode: str | None = Field(None, max_length=63, description="The mode used when a chat names none.")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature. 0.7: varied "
                                "enough to sound like a person, steady enough to stay on what they wrote.")
@@ -147,8 +160,10 @@ class RetentionConfig(CamelModel):
 
     session_days: int = Field(30, ge=0, le=3650, description="Days to keep chat sessions. 30: a month of "
                                "conversation to return to; chat text is personal data, not kept longer by default.")
-    artifact_days: int = Field(90, ge=0, le=3650, description="Days to keep adapters that are not serving. "
-                                "90: a season of rollback; the current adapter and the history are never removed.")
+    artifact_days: int = Field(90, ge=0, le=3650, description="Days to keep, from their run's end, adapters that "
+                                "are not in use and finished runs' checkpoints. The current adapter and the "
+                                "promoted history (rollback) are never removed. 90: a season of rollback; 0: keep "
+                                "until the PersonalAI is deleted.")
 
 
 # ---- status pieces -------------------------------------------------------------------------
@@ -196,6 +211,14 @@ class AdapterRecord(StatusModel):
                                  "thresholds, or the metric on which it was worse than the current adapter.")
 
 
+class AccessStatus(StatusModel):
+    """The person's bearer token, published as a digest: a gateway matches a presented token's sha256
+    against tokenSha256 and never reads the Secret. Delete the Secret to rotate the token."""
+
+    token_secret: str = Field(description="The Secret (key `token`) holding the person's bearer token.")
+    token_sha256: str = Field(pattern=SHA256_HEX, description="Hex sha256 of the token's UTF-8 bytes.")
+
+
 # ---- PersonalAI ----------------------------------------------------------------------------
 
 class PersonalAISpec(CamelModel):
@@ -214,12 +237,17 @@ class PersonalAISpec(CamelModel):
                                    description="Chat serving settings.")
     retention: RetentionConfig = Field(default_factory=RetentionConfig, json_schema_extra={"default": {}},
                                        description="How long derived data is kept.")
+    suspend: bool = Field(False, description="true: assess the reflections (status.dataAssessment, DataReady) but "
+                          "make no TrainingRun; Trained says Suspended. A run still going when this is set is stopped "
+                          "(its Job deleted, the run Failed with reason Superseded), as a data change stops one; "
+                          "setting it back to false resumes that run, or makes the run the data and config call for. "
+                          "An adapter already serving keeps serving. Default false: kubectl apply trains at once.")
 
 
 class PersonalAIStatus(StatusModel):
     """What the operator observed and did."""
 
-    phase: Literal["Pending", "AwaitingData", "Training", "Trained", "Serving", "Failed"] | None = Field(
+    phase: Literal["Pending", "AwaitingData", "Suspended", "Training", "Trained", "Serving", "Failed"] | None = Field(
         None, description="Summary of the conditions.")
     observed_generation: int | None = Field(None, description="The .metadata.generation last reconciled.")
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_SCHEMA,
@@ -230,6 +258,7 @@ class PersonalAIStatus(StatusModel):
     adapter_history: list[AdapterRecord] = Field(default_factory=list, json_schema_extra={"maxItems": 100},
                                                  description="Earlier adapters, newest first, for rollback.")
     endpoint: str | None = Field(None, description="URL of the chat server.")
+    access: AccessStatus | None = Field(None, description="The person's bearer token: where it is, and its digest.")
 
 
 # ---- TrainingRun ---------------------------------------------------------------------------

@@ -5,8 +5,9 @@ text reach a message: parse errors name the format, line and field (the reader's
 other failure is reported by its type alone.
 
 `derive_personalai_status` turns everything a reconcile observed (the data verdict, the latest
-run, the promotion outcome, what serving found) into every status field: the phase, the
-DataReady/Trained/Serving/Ready conditions, the assessment, the run, the adapters, the endpoint.
+run, the promotion outcome, what serving found, the token's digest) into every status field: the phase,
+the DataReady/Trained/Serving/Ready conditions, the assessment, the run, the adapters, the endpoint,
+status.access.
 """
 
 from __future__ import annotations
@@ -66,18 +67,23 @@ Verdict = tuple[bool, str, str]  # a condition's (status, reason, message)
 
 def derive_personalai_status(verdict: DataVerdict, run: dict[str, Any] | None, promotion: Promotion,
                              serving: ServingObservation, status: dict[str, Any], generation: int | None,
-                             now: str | None = None) -> dict[str, Any]:
-    """Every status field of the PersonalAI; `status` is the current one (conditions keep their times)."""
+                             now: str | None = None, *, suspended: bool = False,
+                             access: dict[str, str] | None = None) -> dict[str, Any]:
+    """Every status field of the PersonalAI; `status` is the current one (conditions keep their times).
+
+    `suspended`: spec.suspend, so no run is made (`run` is None); `access`: status.access (serving.access_status)."""
     conditions = list(status.get("conditions") or [])
+    trained = _suspended(promotion) if suspended else _trained(verdict, run, promotion)
     for type_, (value, reason, message) in (("DataReady", (verdict.ready, verdict.reason, verdict.message)),
-                                            ("Trained", _trained(verdict, run, promotion)),
+                                            ("Trained", trained),
                                             ("Serving", (serving.serving, serving.reason, serving.message)),
                                             ("Ready", _ready(promotion, serving))):
         conditions = set_condition(conditions, make_condition(type_, value, reason, message, generation), now)
     fields: dict[str, Any] = {
-        "phase": _phase(verdict, run, promotion, serving), "conditions": conditions, "observedGeneration": generation,
-        "dataAssessment": verdict.assessment, "latestTrainingRun": _name(run),
+        "phase": _phase(verdict, run, promotion, serving, suspended), "conditions": conditions,
+        "observedGeneration": generation, "dataAssessment": verdict.assessment, "latestTrainingRun": _name(run),
         "currentAdapter": promotion.current, "adapterHistory": promotion.history, "endpoint": serving.endpoint,
+        "access": access,
     }
     # A merge patch: a field left out keeps its value (an endpoint outlives a pass that rolled nothing out).
     return {key: value for key, value in fields.items() if value is not None}
@@ -119,6 +125,15 @@ def _trained(verdict: DataVerdict, run: dict[str, Any] | None, promotion: Promot
     return False, reason, f"TrainingRun {run_name}: {detail or 'Waiting for the trainer.'}"[:1000]
 
 
+def _suspended(promotion: Promotion) -> Verdict:
+    """spec.suspend: Trained says so, and whether an earlier adapter stays current meanwhile."""
+    lift = "Set spec.suspend to false to train."
+    if promotion.current:
+        return (True, "Suspended", f"Training is suspended (spec.suspend); adapter {promotion.current['version']} "
+                f"stays current. {lift}")
+    return False, "Suspended", f"Training is suspended (spec.suspend): the reflections are assessed, nothing is trained. {lift}"
+
+
 def _ready(promotion: Promotion, serving: ServingObservation) -> Verdict:
     """Ready means chatting works, or, with serving off, that a validated adapter is there to serve."""
     if serving.serving:
@@ -131,9 +146,11 @@ def _ready(promotion: Promotion, serving: ServingObservation) -> Verdict:
 
 
 def _phase(verdict: DataVerdict, run: dict[str, Any] | None, promotion: Promotion,
-           serving: ServingObservation) -> str:
+           serving: ServingObservation, suspended: bool = False) -> str:
     if serving.serving:
         return "Serving"
+    if suspended:
+        return "Trained" if promotion.current else "Suspended"
     if promotion.rejected_reason and not promotion.current:
         return "Failed"  # trained, but nothing that passed the gate: a person has to act
     if not verdict.ready and run is None:

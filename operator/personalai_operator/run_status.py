@@ -234,10 +234,12 @@ def is_superseded(status: dict[str, Any]) -> bool:
     return status.get("phase") == "Failed" and failed.get("reason") == SUPERSEDED
 
 
-def superseded_status(status: dict[str, Any], newer: str, generation: int | None,
+def superseded_status(status: dict[str, Any], newer: str | None, generation: int | None,
                       now: str | None = None) -> dict[str, Any]:
-    """A run stopped because its PersonalAI's data or config changed: Failed, naming the newer run."""
-    message = f"Superseded by TrainingRun {newer}: the PersonalAI's data or training config changed."
+    """A run stopped because its PersonalAI's data or config changed (Failed, naming the newer run), or
+    (newer None) because the PersonalAI was suspended; either way a resume starts it over."""
+    message = (f"Superseded by TrainingRun {newer}: the PersonalAI's data or training config changed." if newer
+               else "Stopped: the PersonalAI is suspended (spec.suspend); setting it to false resumes this run.")
     conditions = set_condition(list(status.get("conditions") or []),
                                make_condition("Running", False, SUPERSEDED, message, generation), now)
     conditions = set_condition(conditions, make_condition("Failed", True, SUPERSEDED, message, generation), now)

@@ -9,8 +9,10 @@ version reaches the running pod through its config file (the server hot-loads it
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import secrets
 from typing import Any
 
 from personalai_operator import naming
@@ -81,6 +83,7 @@ def build_server_config(personalai: dict[str, Any], spec: PersonalAISpec, settin
         "retentionDays": spec.retention.session_days,
         "memory": serving.memory.model_dump(by_alias=True),
     }
+    conversation["modesPolicy"] = serving.modes_policy
     if modes:
         conversation["personalityModes"] = modes
         conversation["defaultMode"] = serving.default_mode or next(iter(modes))
@@ -121,11 +124,27 @@ def build_server_config_map(personalai: dict[str, Any], config: dict[str, Any]) 
             "data": {SERVER_CONFIG_KEY: json.dumps(config, indent=2, sort_keys=True)}}
 
 
+def new_token() -> str:
+    """A person's bearer token: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
 def build_auth_secret(personalai: dict[str, Any], token: str) -> dict[str, Any]:
-    """The chat API's bearer token; created once (the caller makes the token), never rewritten."""
+    """The person's bearer token, for the gateway and their chat server alike; made at the first
+    reconcile (the caller makes the token), never rewritten: deleting it makes a new one (rotation)."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _metadata(personalai, auth_secret_name(personalai["metadata"]["name"])),
             "stringData": {AUTH_KEY: token}}
+
+
+def access_status(secret: dict[str, Any]) -> dict[str, str] | None:
+    """status.access for the token Secret as the API returned it; None when it holds no token."""
+    encoded = (secret.get("data") or {}).get(AUTH_KEY)
+    if not encoded:
+        return None
+    token = base64.b64decode(encoded).decode("utf-8").strip()
+    return {"tokenSecret": secret["metadata"]["name"],
+            "tokenSha256": hashlib.sha256(token.encode("utf-8")).hexdigest()} if token else None
 
 
 def build_data_claim(personalai: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:

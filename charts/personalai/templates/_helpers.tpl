@@ -49,3 +49,9 @@ subjects:
 {{- end -}}
 {{- toJson $cidrs -}}
 {{- end -}}
+
+{{- define "personalai.gatewaySelector" -}}
+app.kubernetes.io/name: personalai
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end -}}

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import re
 
-MAPPED_IMAGES = ("trainer", "server", "operator", "python")
+MAPPED_IMAGES = ("trainer", "server", "operator", "gateway", "python")
 # What the project's images run when a pod gives no command (their Dockerfile ENTRYPOINT).
 DEFAULT_COMMANDS = {
     "trainer": ["python", "-m", "personalai_trainer"],
     "server": ["python", "-m", "personalai_server"],
     "operator": ["python", "-m", "personalai_operator"],
+    "gateway": ["python", "-m", "personalai_gateway"],
     "python": ["python3"],
 }
 NOT_MAPPED_REASON = "ImageNotMappedForDevAgent"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -122,7 +122,8 @@ class PersonalityMode(_Model):
         return value
 
 
-# The PersonalAI spec's three modes; a config may replace them.
+# The built-in modes (the brief's wise and nostalgic, and playful): a config's personalityModes add to
+# them unless conversation.modesPolicy is replace. The operator's models.DEFAULT_MODE_NAMES names them.
 DEFAULT_MODES = {
     "wise": PersonalityMode(
         system_prompt=(
@@ -157,6 +158,8 @@ class Conversation(_Model):
         "Days a session may go unused before it is deleted with its messages; 0: never purged, kept until "
         "the session or the PersonalAI is deleted (the PersonalAI spec's retention.sessionDays)."))
     default_mode: str = "wise"
+    # add: personalityModes join DEFAULT_MODES (one of the same name wins); replace: only they are offered.
+    modes_policy: Literal["add", "replace"] = "add"
     personality_modes: dict[str, PersonalityMode] = Field(default_factory=lambda: dict(DEFAULT_MODES))
     # Added to the system prompt when a session sets enableEmotionalTone.
     emotional_tone_prompt: str = Field(
@@ -164,6 +167,18 @@ class Conversation(_Model):
         max_length=2000,
     )
     memory: Memory = Field(default_factory=Memory)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _add_default_modes(cls, data: Any) -> Any:
+        """Under modesPolicy add, the modes given are merged over the built-in ones before validation."""
+        if not isinstance(data, dict):
+            return data
+        policy = data.get("modesPolicy", data.get("modes_policy", "add"))
+        key = next((key for key in ("personalityModes", "personality_modes") if key in data), None)
+        if policy != "add" or key is None or not isinstance(data[key], dict):
+            return data
+        return {**data, key: {**DEFAULT_MODES, **data[key]}}
 
     @model_validator(mode="after")
     def _default_mode_exists(self) -> Conversation:

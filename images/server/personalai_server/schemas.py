@@ -93,6 +93,10 @@ class ResponseMetadata(_Camel):
     personality_mode: str
     history_messages: int
     finish_reason: str | None
+    confidence: float | None = Field(None, ge=0.0, le=1.0, description=(
+        "Mean probability the model gave each token of the reply (softmax at temperature 1), rounded to "
+        "3 places: how sure it was of its own words, not a measure of truth. null with the tgi and vllm "
+        "engines, which do not return token probabilities here."))
     # Ids of the memories put into the prompt, best first; never their text.
     memories: list[str] = Field(default_factory=list)
 

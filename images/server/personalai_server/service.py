@@ -445,6 +445,7 @@ class ChatService:
             "personalityMode": turn.mode,
             "historyMessages": turn.history_messages,
             "finishReason": stats.finish_reason,
+            "confidence": stats.confidence,
             "memories": list(turn.memories),
         }
 

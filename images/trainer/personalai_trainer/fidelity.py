@@ -64,6 +64,13 @@ class Candidate:
             system_prompt = self.memory.system_prompt(system_prompt, question, exclude=source)
         return prompt_messages(system_prompt, self.shots, question)
 
+    @property
+    def key(self) -> tuple:
+        """What decides this candidate's scores: the same model, switch, examples and memory score the same
+        (under another name too), so a report scores each once."""
+        return (id(self.model), self.activate, tuple((shot.question, shot.answer) for shot in self.shots),
+                id(self.memory))
+
 
 class Recaller:
     """Memory as the chat server does it (personalai_contracts.memory), over the training reflections:
@@ -145,45 +152,85 @@ def continuation_nll(model, groups: list[tuple[list[int], list[list[int]]]], *, 
     results: list[list[tuple[float, int]]] = []
     for start in range(0, len(groups), SCORE_BATCH):
         chunk = groups[start:start + SCORE_BATCH]
-        prompts = [prompt for prompt, _ in chunk]
-        length = max(len(prompt) for prompt in prompts)
-        input_ids = torch.zeros((len(chunk), length), dtype=torch.long)
-        attention = torch.zeros((len(chunk), length), dtype=torch.long)
-        for row, prompt in enumerate(prompts):  # left padding: every prompt ends at the last position
-            input_ids[row, length - len(prompt):] = torch.tensor(prompt)
-            attention[row, length - len(prompt):] = 1
+        input_ids, attention = left_padded([prompt for prompt, _ in chunk], pad=0)
         positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
         out = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                     position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
-        cache, first = out.past_key_values, torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        scores: list[list[tuple[float, int]]] = [[] for _ in chunk]
-        for index in range(max(len(continuations) for _, continuations in chunk)):
-            tokens = [continuations[index] if index < len(continuations) else [] for _, continuations in chunk]
-            width = max(1, max(len(ids) for ids in tokens))
-            step_ids = torch.zeros((len(chunk), width), dtype=torch.long)
-            step_mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, ids in enumerate(tokens):  # right padding: pads come after, so they change nothing
-                if ids:
-                    step_ids[row, :len(ids)] = torch.tensor(ids)
-                    step_mask[row, :len(ids)] = 1
-            step_positions = torch.tensor([len(prompt) for prompt in prompts])[:, None] + torch.arange(width)[None, :]
-            logits = model(input_ids=step_ids.to(device), attention_mask=torch.cat([attention, step_mask], 1).to(device),
-                           position_ids=step_positions.to(device), past_key_values=cache, use_cache=True).logits
-            log_probs = torch.log_softmax(logits.float(), dim=-1)
-            cache.crop(length)
-            for row, ids in enumerate(tokens):
-                if index >= len(chunk[row][1]):
-                    continue
-                if not ids:
-                    scores[row].append((0.0, 0))
-                    continue
-                nll = -first[row, ids[0]].item()
-                if len(ids) > 1:
-                    following = torch.tensor(ids[1:], device=log_probs.device)
-                    nll -= log_probs[row, :len(ids) - 1].gather(1, following[:, None]).sum().item()
-                scores[row].append((nll, len(ids)))
-        results += scores
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        results += score_after_prompts(model, chunk, out.past_key_values, first, attention, device=device)
     return results
+
+
+@torch.no_grad()
+def answer_and_score(model, tokenizer, groups: list[tuple[list[int], list[list[int]]]], *, max_new_tokens: int,
+                     device) -> tuple[list[str], list[list[tuple[float, int]]]]:
+    """Greedy answers to each prompt and continuation_nll's scores of its continuations, from one prefill.
+
+    A long prompt (memories, examples) costs more than the answer decoded after it, so the KV cache
+    that generation builds for the prompts is cropped back to them and scores the continuations too.
+    """
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    answers: list[str] = []
+    results: list[list[tuple[float, int]]] = []
+    for start in range(0, len(groups), SCORE_BATCH):
+        chunk = groups[start:start + SCORE_BATCH]
+        input_ids, attention = left_padded([prompt for prompt, _ in chunk], pad=pad)
+        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, use_cache=True,
+                             repetition_penalty=1.0, return_dict_in_generate=True, output_logits=True)
+        length = input_ids.shape[1]
+        answers += [tokenizer.decode(row[length:], skip_special_tokens=True).strip() for row in out.sequences]
+        cache = out.past_key_values
+        cache.crop(length)  # the prompts only: what generation added after them is not what is scored
+        first = torch.log_softmax(out.logits[0].float(), dim=-1)  # the first step's logits: at the prompts' end
+        results += score_after_prompts(model, chunk, cache, first, attention, device=device)
+    return answers, results
+
+
+def left_padded(prompts: list[list[int]], *, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask with left padding: every prompt ends at the last position."""
+    length = max(len(prompt) for prompt in prompts)
+    input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)
+    attention = torch.zeros((len(prompts), length), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, length - len(prompt):] = torch.tensor(prompt)
+        attention[row, length - len(prompt):] = 1
+    return input_ids, attention
+
+
+def score_after_prompts(model, chunk: list[tuple[list[int], list[list[int]]]], cache, first: torch.Tensor,
+                        attention: torch.Tensor, *, device) -> list[list[tuple[float, int]]]:
+    """Each continuation of each prompt scored on the prompts' KV cache (cropped back after each);
+    `first`: log-probabilities at the prompts' last position, which score a continuation's first token."""
+    prompts = [prompt for prompt, _ in chunk]
+    length = attention.shape[1]
+    scores: list[list[tuple[float, int]]] = [[] for _ in chunk]
+    for index in range(max((len(continuations) for _, continuations in chunk), default=0)):
+        tokens = [continuations[index] if index < len(continuations) else [] for _, continuations in chunk]
+        width = max(1, max(len(ids) for ids in tokens))
+        step_ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        step_mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, ids in enumerate(tokens):  # right padding: pads come after, so they change nothing
+            if ids:
+                step_ids[row, :len(ids)] = torch.tensor(ids)
+                step_mask[row, :len(ids)] = 1
+        step_positions = torch.tensor([len(prompt) for prompt in prompts])[:, None] + torch.arange(width)[None, :]
+        logits = model(input_ids=step_ids.to(device), attention_mask=torch.cat([attention, step_mask], 1).to(device),
+                       position_ids=step_positions.to(device), past_key_values=cache, use_cache=True).logits
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        cache.crop(length)
+        for row, ids in enumerate(tokens):
+            if index >= len(chunk[row][1]):
+                continue
+            if not ids:
+                scores[row].append((0.0, 0))
+                continue
+            nll = -first[row, ids[0]].item()
+            if len(ids) > 1:
+                following = torch.tensor(ids[1:], device=log_probs.device)
+                nll -= log_probs[row, :len(ids) - 1].gather(1, following[:, None]).sum().item()
+            scores[row].append((nll, len(ids)))
+    return scores
 
 
 @torch.no_grad()
@@ -193,12 +240,8 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], *, max_new_tokens
     if not prompts:
         return []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    length = max(len(prompt) for prompt in prompts)
-    input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)
-    attention = torch.zeros((len(prompts), length), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, length - len(prompt):] = torch.tensor(prompt)
-        attention[row, length - len(prompt):] = 1
+    input_ids, attention = left_padded(prompts, pad=pad)
+    length = input_ids.shape[1]
     sampling: dict = {"do_sample": False}
     if sample_seed is not None:
         torch.manual_seed(sample_seed)
@@ -242,7 +285,9 @@ def with_memory(candidates: dict[str, Candidate], recaller: Recaller) -> dict[st
 
 
 def make_distractors(tokenizer, evaluation: EvaluationSet, base: Candidate, *, device, seed: int) -> None:
-    """Generic answers to each held-out question, sampled from the base model (it does not know the person)."""
+    """Generic answers to each held-out question, sampled from the base model without memory or examples:
+    it does not know the person (and the short prompt keeps sampling cheap)."""
+    base = replace(base, memory=None, shots=())
     prompts = [prompt_ids(tokenizer, base.messages(evaluation.system_prompt, reflection.question))
                for reflection in evaluation.held_out for _ in range(DISTRACTORS)]
     with base.activate(), evaluating(base.model):
@@ -256,7 +301,11 @@ def held_out_perplexity(tokenizer, evaluation: EvaluationSet, candidate: Candida
     groups = [(prompt_ids(tokenizer, candidate.messages(evaluation.system_prompt, reflection.question)),
                [text_ids(tokenizer, reflection.answer)[:max_answer_tokens]]) for reflection in evaluation.held_out]
     with candidate.activate(), evaluating(candidate.model):
-        scores = [group[0] for group in continuation_nll(candidate.model, groups, device=device)]
+        return perplexity_of([group[0] for group in continuation_nll(candidate.model, groups, device=device)])
+
+
+def perplexity_of(scores: list[tuple[float, int]]) -> float:
+    """exp of the mean negative log-likelihood per token over (summed nll, token count) pairs."""
     total, count = sum(nll for nll, _ in scores), sum(count for _, count in scores)
     return math.exp(min(total / max(count, 1), 50.0))  # capped: a diverged model must not overflow JSON
 
@@ -283,8 +332,20 @@ def knowledge_accuracy(tokenizer, evaluation: EvaluationSet, candidate: Candidat
     return correct / len(evaluation.probes)
 
 
-def attribution_accuracy(tokenizer, evaluation: EvaluationSet, candidate: Candidate, base: Candidate, *,
-                         device) -> float | None:
+def contrast_answers(tokenizer, evaluation: EvaluationSet) -> list[list[list[int]] | None]:
+    """Per held-out question, the token ids attribution compares: the person's real answer first, then the
+    generic ones, all cut to the shortest (and at most ATTRIBUTION_TOKENS); None where one is empty."""
+    if not evaluation.distractors:
+        return [None] * len(evaluation.held_out)
+    rows: list[list[list[int]] | None] = []
+    for reflection, distractors in zip(evaluation.held_out, evaluation.distractors):
+        answers = [text_ids(tokenizer, text)[:ATTRIBUTION_TOKENS] for text in [reflection.answer, *distractors]]
+        shortest = min(len(answer) for answer in answers)
+        rows.append([answer[:shortest] for answer in answers] if shortest else None)
+    return rows
+
+
+def attribution_accuracy(candidate: Scores, base: Scores) -> float | None:
     """Fraction of held-out questions where tuning raised the real answer's likelihood more than every
     generic answer's: per token, log p_candidate - log p_base, over the same number of tokens.
 
@@ -293,37 +354,48 @@ def attribution_accuracy(tokenizer, evaluation: EvaluationSet, candidate: Candid
     person should change is how much likelier their words become. The base model scores 0 (no
     change, no win); only a candidate derived from the base model is meaningfully scored.
     """
-    if not evaluation.distractors:
+    if not base.contrast:
         return None
-    groups = []
-    for reflection, distractors in zip(evaluation.held_out, evaluation.distractors):
-        prompt = prompt_ids(tokenizer, candidate.messages(evaluation.system_prompt, reflection.question))
-        answers = [text_ids(tokenizer, text)[:ATTRIBUTION_TOKENS] for text in [reflection.answer, *distractors]]
-        shortest = min(len(answer) for answer in answers)
-        if shortest:
-            groups.append((prompt, [answer[:shortest] for answer in answers]))
-    if not groups:
-        return None
-    with candidate.activate(), evaluating(candidate.model):
-        ours = continuation_nll(candidate.model, groups, device=device)
-    base_groups = [(prompt_ids(tokenizer, base.messages(evaluation.system_prompt, reflection.question)),
-                    continuations) for reflection, (_, continuations) in zip(evaluation.held_out, groups)]
-    with base.activate(), evaluating(base.model):
-        theirs = continuation_nll(base.model, base_groups, device=device)
     wins = 0
-    for candidate_scores, base_scores in zip(ours, theirs):
+    for candidate_scores, base_scores in zip(candidate.contrast, base.contrast):
         # Higher is better: how much less surprising the candidate finds each answer than the base did.
         lift = [(base_nll - nll) / max(count, 1) for (nll, count), (base_nll, _) in zip(candidate_scores, base_scores)]
         wins += int(all(lift[0] > other for other in lift[1:]))
-    return wins / len(groups)
+    return wins / len(base.contrast)
 
 
-def answer_questions(tokenizer, evaluation: EvaluationSet, candidate: Candidate, *, device,
-                     max_new_tokens: int) -> list[str]:
-    prompts = [prompt_ids(tokenizer, candidate.messages(evaluation.system_prompt, reflection.question))
-               for reflection in evaluation.held_out]
+@dataclass(frozen=True)
+class Scores:
+    """One candidate's pass over the evaluation set: what every metric of it is computed from."""
+
+    answers: list[str]  # greedy answers to the held-out questions
+    perplexity: float
+    knowledge: float | None
+    contrast: list[list[tuple[float, int]]]  # per compared question: (nll, tokens) of the real answer, then generic ones
+
+
+def score_candidate(tokenizer, evaluation: EvaluationSet, candidate: Candidate, *, device, max_new_tokens: int,
+                    max_answer_tokens: int, known: dict | None = None) -> Scores:
+    """Everything measured of `candidate`. Each held-out prompt is run once for its answer, its perplexity
+    and its attribution continuations together (answer_and_score); `known` holds a perplexity and
+    knowledge already measured for these weights (the trainer's kept epoch)."""
+    known = known or {}
+    contrast = contrast_answers(tokenizer, evaluation)
+    measure_perplexity = "perplexity" not in known
+    groups = [(prompt_ids(tokenizer, candidate.messages(evaluation.system_prompt, reflection.question)),
+               ([text_ids(tokenizer, reflection.answer)[:max_answer_tokens]] if measure_perplexity else [])
+               + (continuations or []))
+              for reflection, continuations in zip(evaluation.held_out, contrast)]
     with candidate.activate(), evaluating(candidate.model):
-        return generate_batch(candidate.model, tokenizer, prompts, max_new_tokens=max_new_tokens, device=device)
+        answers, scored = answer_and_score(candidate.model, tokenizer, groups, max_new_tokens=max_new_tokens,
+                                           device=device)
+    first = 1 if measure_perplexity else 0
+    return Scores(
+        answers=answers,
+        perplexity=perplexity_of([row[0] for row in scored]) if measure_perplexity else known["perplexity"],
+        knowledge=(known["knowledge"] if "knowledge" in known
+                   else knowledge_accuracy(tokenizer, evaluation, candidate, device=device)),
+        contrast=[row[first:] for row, continuations in zip(scored, contrast) if continuations is not None])
 
 
 def quick_scores(tokenizer, evaluation: EvaluationSet, candidate: Candidate, *, device,

@@ -86,33 +86,41 @@ def compare(adapter: dict, baseline: dict, adapter_similarities: list[float],
 
 
 def evaluate_candidates(tokenizer, evaluation, candidates: dict, embedder, *, device, max_new_tokens: int,
-                        max_answer_tokens: int, known: dict | None = None, on_scored=None) -> dict:
+                        max_answer_tokens: int, known: dict | None = None, on_scored=None,
+                        scored: dict | None = None) -> dict:
     """Every metric of fidelity.py for each candidate (keyed ADAPTER, BASE, ...) on the same items.
 
     `known` holds quick scores already measured for a candidate (the kept epoch's, by the trainer);
-    `on_scored(name, seconds)` is told as each candidate is done (the trainer logs the cost).
+    `on_scored(name, seconds)` is told as each candidate is done (the trainer logs the cost);
+    `scored` (fidelity.Candidate.key -> fidelity.Scores) lets a caller share passes between reports
+    on the same evaluation set while the models do not change; each candidate is scored once either way.
     Returns {"metrics": {name: {...}}, "versus": {baseline name: {"perplexityGain", "closer"}}}.
     """
     from personalai_trainer import fidelity
 
+    scored = {} if scored is None else scored
+
+    def scores_of(name: str, candidate) -> fidelity.Scores:
+        if candidate.key not in scored:
+            started = time.perf_counter()
+            scored[candidate.key] = fidelity.score_candidate(
+                tokenizer, evaluation, candidate, device=device, max_new_tokens=max_new_tokens,
+                max_answer_tokens=max_answer_tokens, known=(known or {}).get(name))
+            if on_scored:
+                on_scored(name, time.perf_counter() - started)
+        return scored[candidate.key]
+
     questions = [reflection.question for reflection in evaluation.held_out]
     references = [reflection.answer for reflection in evaluation.held_out]
+    base = scores_of(BASE, candidates[BASE])  # every candidate's attribution is measured against the base's
     metrics, similarities = {}, {}
     for name, candidate in candidates.items():
-        started = time.perf_counter()
-        answers = fidelity.answer_questions(tokenizer, evaluation, candidate, device=device,
-                                            max_new_tokens=max_new_tokens)
-        scored = score_answers(embedder, questions, answers, references)
-        similarities[name] = scored["similarities"]
-        metrics[name] = {
-            **((known or {}).get(name) or fidelity.quick_scores(tokenizer, evaluation, candidate, device=device,
-                                                               max_answer_tokens=max_answer_tokens)),
-            "attribution": fidelity.attribution_accuracy(tokenizer, evaluation, candidate, candidates[BASE],
-                                                         device=device),
-            "coherence": scored["coherence"], "personalityConsistency": scored["personalityConsistency"],
-        }
-        if on_scored:
-            on_scored(name, time.perf_counter() - started)
+        result = scores_of(name, candidate)
+        answers = score_answers(embedder, questions, result.answers, references)
+        similarities[name] = answers["similarities"]
+        metrics[name] = {"perplexity": result.perplexity, "knowledge": result.knowledge,
+                         "attribution": fidelity.attribution_accuracy(result, base),
+                         "coherence": answers["coherence"], "personalityConsistency": answers["personalityConsistency"]}
     versus = {name: compare(metrics[ADAPTER], metrics[name], similarities[ADAPTER], similarities[name])
               for name in candidates if name != ADAPTER}  # the adapter as served, against each of the others
     return {"metrics": metrics, "versus": versus}

@@ -2,9 +2,10 @@
 
 Level-based: create, update, resume, a resync timer, a change of a run's phase and a change of the
 chat server all call the same idempotent `reconcile_personalai`: read (the PersonalAI, its data,
-its run), decide (promotion), apply (the run, the chat server), derive the status in one place
-(personalai_status), write it, report (events). The run's name is a hash of (data, base model,
-training config), so a pass that finds it already there creates nothing.
+its run, the person's token), decide (promotion), apply (the run, unless spec.suspend; the chat
+server), derive the status in one place (personalai_status), write it, report (events). The run's
+name is a hash of (data, base model, training config), so a pass that finds it already there creates
+nothing.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 import kopf
 
-from personalai_operator import audit, erasure, kube, manifests, metrics, naming
+from personalai_operator import audit, erasure, kube, manifests, metrics, naming, serving
 from personalai_operator.conditions import Condition, find_condition, now_rfc3339, set_condition
+from personalai_operator.handlers.artifact_retention import enforce_artifact_retention
 from personalai_operator.handlers.common import SETTINGS, InvalidSpec, namespace_of, object_lock, parse_spec
 from personalai_operator.handlers.serving import reconcile_serving
 from personalai_operator.handlers.training_run import restart_run, supersede_run
@@ -57,19 +59,44 @@ def _reconcile(namespace: str, name: str) -> dict[str, Any] | None:
     except InvalidSpec as error:
         _report_invalid(personalai, status, str(error), generation)
         raise
+    access = _ensure_token(personalai)
     verdict = _assess(namespace, name, spec)
     version = verdict.trainable_version
-    made = _ensure_training_run(personalai, spec, version) if version else None
+    if spec.suspend:
+        _stop_runs(personalai)
+    made = _ensure_training_run(personalai, spec, version) if version and not spec.suspend else None
     # The run's status is partly the trainer's to write: believe only what its Job and spec confirm.
     run = trusted_run(made, kube.get("Job", namespace, made["metadata"]["name"]) if made else None,
                       known_versions(status.get("currentAdapter"), status.get("adapterHistory") or []))
     promotion = promote(status, run)
     observed = reconcile_serving(personalai, spec, promotion)
-    fields = derive_personalai_status(verdict, run, promotion, observed, status, generation)
+    fields = derive_personalai_status(verdict, run, promotion, observed, status, generation,
+                                      suspended=spec.suspend, access=access)
     if any(status.get(key) != value for key, value in fields.items()):
         kube.patch_status("PersonalAI", namespace, name, fields)
     _announce(personalai, status, fields, promotion)
     return fields
+
+
+def _ensure_token(personalai: dict[str, Any]) -> dict[str, str] | None:
+    """The person's token Secret, made at the first reconcile and again once deleted (rotation): status.access."""
+    secret, created = kube.create_if_absent(serving.build_auth_secret(personalai, serving.new_token()))
+    access = serving.access_status(secret)
+    if created:
+        kube.emit_event(personalai, "Normal", "TokenCreated",
+                        f"Created the bearer token in Secret {secret['metadata']['name']}.")
+    elif access is None:
+        log.warning("Secret %s has no key %s: delete it to have a new token made", secret["metadata"]["name"],
+                    serving.AUTH_KEY)
+    return access
+
+
+def _stop_runs(personalai: dict[str, Any]) -> None:
+    """spec.suspend: every run still going is stopped; lifting it resumes the one for the current inputs."""
+    namespace, name = personalai["metadata"]["namespace"], personalai["metadata"]["name"]
+    for run in kube.list_objects("TrainingRun", namespace, naming.personalai_labels(name)):
+        if (run.get("status") or {}).get("phase") not in PHASES_DONE:
+            supersede_run(run, None)
 
 
 def _assess(namespace: str, personalai: str, spec: PersonalAISpec) -> DataVerdict:
@@ -151,9 +178,10 @@ def on_personalai(namespace: str | None, name: str, **_: Any) -> None:
 # A failed resync comes back at the resync interval, not after kopf's 60 s default backoff.
 @kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, backoff=SETTINGS.resync_seconds, id="resync")
 def resync_personalai(namespace: str | None, name: str, **_: Any) -> None:
-    """Catches what no event announces: the reflections Secret edited in place."""
+    """Catches what no event announces: the reflections Secret edited in place; and artifacts expiring."""
     try:
         reconcile_personalai(namespace_of("PersonalAI", namespace), name)
+        enforce_artifact_retention(namespace_of("PersonalAI", namespace), name)
     except InvalidSpec:
         pass  # reported as a condition already
     except Exception:

@@ -10,7 +10,6 @@ node, so the scheduler enforces the cap.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +48,6 @@ def _roll_out(personalai: dict[str, Any], spec: PersonalAISpec, version: str,
     namespace, name = personalai["metadata"]["namespace"], personalai["metadata"]["name"]
     config = serving.build_server_config(personalai, spec, SETTINGS, version, manifest_sha256)
     steps: list[tuple[Callable[[dict[str, Any]], Any], dict[str, Any]]] = [
-        (kube.create_if_absent, serving.build_auth_secret(personalai, secrets.token_urlsafe(32))),
         (kube.create_if_absent, serving.build_data_claim(personalai, SETTINGS)),
         (kube.apply, serving.build_server_config_map(personalai, config)),
         (kube.apply, serving.build_server_deployment(personalai, SETTINGS, config)),

@@ -87,8 +87,9 @@ def _reconcile(namespace: str, name: str) -> str | None:
     return update.fields["phase"]
 
 
-def supersede_run(run: dict[str, Any], newer: str) -> None:
-    """Stop a run its PersonalAI no longer wants (the data or config changed): its Job goes, it says why."""
+def supersede_run(run: dict[str, Any], newer: str | None) -> None:
+    """Stop a run its PersonalAI no longer wants (the data or config changed, `newer` names the run for
+    them; None: the PersonalAI is suspended): its Job goes, it says why."""
     namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
     with object_lock("TrainingRun", namespace, name):
         run = kube.get("TrainingRun", namespace, name) or {}

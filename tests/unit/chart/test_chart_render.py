@@ -42,20 +42,25 @@ def _of(docs: list[dict], kind: str) -> list[dict]:
     return [doc for doc in docs if doc["kind"] == kind]
 
 
+def _operator_rbac(docs: list[dict], kind: str) -> list[dict]:
+    """The operator's Roles, ClusterRoles and bindings (the gateway's are its own: test_chart_gateway)."""
+    return [doc for doc in _of(docs, kind) if doc["metadata"]["name"] == "r-operator"]
+
+
 def _grants(rules: list[dict]) -> set[tuple[str, str, str]]:
     return {(group, resource, verb) for rule in rules for group in rule["apiGroups"]
             for resource in rule["resources"] for verb in rule["verbs"]}
 
 
 def _role_in(docs: list[dict], namespace: str) -> dict:
-    return next(role for role in _of(docs, "Role") if role["metadata"]["namespace"] == namespace)
+    return next(role for role in _operator_rbac(docs, "Role") if role["metadata"]["namespace"] == namespace)
 
 
 # ---- RBAC ----------------------------------------------------------------------------------------
 
 def test_cluster_wide_the_operator_only_reads_and_advertises_model_slots(render):
     docs = render()
-    (cluster_role,) = _of(docs, "ClusterRole")
+    (cluster_role,) = _operator_rbac(docs, "ClusterRole")
     writes = {grant for grant in _grants(cluster_role["rules"]) if grant[2] not in READ}
     assert writes == {("", "nodes/status", "patch")}
     resources = {resource for _, resource, _ in _grants(cluster_role["rules"])}
@@ -67,18 +72,20 @@ def test_cluster_wide_the_operator_only_reads_and_advertises_model_slots(render)
 
 def test_a_role_per_watched_namespace_and_only_events_in_the_release_namespace(render):
     docs = render()
-    assert sorted(role["metadata"]["namespace"] for role in _of(docs, "Role")) == sorted([*WATCHED, RELEASE_NS])
+    roles = _operator_rbac(docs, "Role")
+    assert sorted(role["metadata"]["namespace"] for role in roles) == sorted([*WATCHED, RELEASE_NS])
     assert _grants(_role_in(docs, RELEASE_NS)["rules"]) == {("", "events", "create")}
     assert _grants(_role_in(docs, "family")["rules"]) == _grants(_role_in(docs, "friends")["rules"])
-    for binding in _of(docs, "RoleBinding"):
+    bindings = _operator_rbac(docs, "RoleBinding")
+    for binding in bindings:
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r-operator"}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "r-operator", "namespace": RELEASE_NS}]
-    assert len(_of(docs, "RoleBinding")) == len(_of(docs, "Role"))
+    assert len(bindings) == len(roles)
 
 
 def test_a_watched_release_namespace_gets_the_full_role_only(render):
     docs = render(namespace="family")
-    assert sorted(role["metadata"]["namespace"] for role in _of(docs, "Role")) == sorted(WATCHED)
+    assert sorted(role["metadata"]["namespace"] for role in _operator_rbac(docs, "Role")) == sorted(WATCHED)
 
 
 def test_secrets_can_be_read_one_by_name_and_created_never_listed_or_changed(render):
@@ -175,7 +182,11 @@ def test_chat_servers_accept_only_the_gateway_on_their_http_port(render):
     assert server["policyTypes"] == ["Ingress"]
     assert server["ingress"] == [{
         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "edge"}},
-                  "podSelector": {"matchLabels": {"app": "gateway", "app.kubernetes.io/name": "ingress-nginx"}}}],
+                  "podSelector": {"matchLabels": {"app": "gateway", "app.kubernetes.io/name": "ingress-nginx"}}},
+                 # The chart's own gateway (gateway.enabled, the default), in the release namespace.
+                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": RELEASE_NS}},
+                  "podSelector": {"matchLabels": {"app.kubernetes.io/name": "personalai", "app.kubernetes.io/instance": "r",
+                                                  "app.kubernetes.io/component": "gateway"}}}],
         "ports": [{"protocol": "TCP", "port": "http"}]}]
     pod = serving.build_server_deployment(PAI, SETTINGS, SERVER_CONFIG)["spec"]["template"]["spec"]
     assert "http" in {port["name"] for port in pod["containers"][0]["ports"]}, "the policy's port is the server's"

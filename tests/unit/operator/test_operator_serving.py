@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 import pytest
 
-from personalai_operator import model_slots, serving
+from personalai_operator import model_slots, models, serving
 from personalai_operator.models import PersonalAISpec
 from personalai_operator.settings import OperatorSettings
 
@@ -30,8 +33,35 @@ def test_server_config_validates_against_the_servers_own_model():
     parsed = ServerConfig.model_validate(config)
     assert parsed.adapter.version == "v1-abc"
     assert parsed.conversation.history_window == 6
-    assert set(parsed.conversation.personality_modes) == {"wise"}
+    # modesPolicy add (the default): the spec's wise replaces the built-in one, the other built-ins stay.
+    assert set(parsed.conversation.personality_modes) == {"wise", "nostalgic", "playful"}
+    assert parsed.conversation.personality_modes["wise"].temperature == 0.5
     assert parsed.engine.base_model == "mistralai/Mistral-7B-Instruct-v0.3"
+
+
+def test_own_modes_add_to_the_built_in_ones_unless_the_policy_replaces_them():
+    from personalai_server.config import DEFAULT_MODES, ServerConfig
+
+    own = {"storyteller": {"systemPrompt": "Tell a story.", "temperature": 0.9}}
+    added = ServerConfig.model_validate(serving.build_server_config(PAI, spec(personalityModes=own), SETTINGS, None))
+    assert set(added.conversation.personality_modes) == {"storyteller", "wise", "nostalgic", "playful"}
+    assert added.conversation.default_mode == "storyteller"  # the person's own mode, when they name none
+    replaced = ServerConfig.model_validate(serving.build_server_config(
+        PAI, spec(personalityModes=own, modesPolicy="replace"), SETTINGS, None))
+    assert set(replaced.conversation.personality_modes) == {"storyteller"}
+    # The operator's CEL rule names the server's built-in modes: one list, kept in step here.
+    assert set(models.DEFAULT_MODE_NAMES) == set(DEFAULT_MODES)
+
+
+def test_a_built_in_mode_may_be_the_default_only_while_modes_are_added():
+    from personalai_server.config import ServerConfig
+
+    parsed = ServerConfig.model_validate(serving.build_server_config(PAI, spec(defaultMode="nostalgic"), SETTINGS, None))
+    assert parsed.conversation.default_mode == "nostalgic"
+    with pytest.raises(ValueError, match="conversation.defaultMode"):
+        ServerConfig.model_validate(serving.build_server_config(
+            PAI, spec(personalityModes={"own": {"systemPrompt": "Hi."}}, defaultMode="wise", modesPolicy="replace"),
+            SETTINGS, None))
 
 
 def test_server_config_without_modes_keeps_the_servers_defaults():
@@ -156,3 +186,21 @@ def test_slots_summary_counts_running_serving_pods():
     assert summary["nodes"]["a"] == {"allocatable": 3, "used": 3, "free": 0}
     assert summary["freeSlots"] == 2
     assert "2 GPU node(s), 2 free slot(s)" in model_slots.exhausted_message(summary, "0/3 nodes are available")
+
+
+def test_a_new_token_has_256_random_bits_and_goes_into_the_secret_once():
+    token = serving.new_token()
+    assert len(base64.urlsafe_b64decode(token + "=")) == 32 and token != serving.new_token()
+    secret = serving.build_auth_secret(PAI, token)
+    assert secret["metadata"]["name"] == "luke-chat-auth" and secret["stringData"] == {"token": token}
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+def test_access_status_publishes_the_secret_name_and_the_tokens_sha256_never_the_token():
+    token = "a-token-of-the-person-0123456789"
+    stored = {"metadata": {"name": "luke-chat-auth"}, "data": {"token": base64.b64encode(token.encode()).decode()}}
+    access = serving.access_status(stored)
+    assert access == {"tokenSecret": "luke-chat-auth", "tokenSha256": hashlib.sha256(token.encode()).hexdigest()}
+    assert token not in str(access)
+    models.AccessStatus.model_validate(access)  # the CRD's schema for status.access
+    assert serving.access_status({"metadata": {"name": "luke-chat-auth"}, "data": {}}) is None

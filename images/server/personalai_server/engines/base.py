@@ -58,6 +58,22 @@ class GenerationStats:
     started_at: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
     finished_at: float | None = None
+    # Sum and count of the model's probabilities of the tokens it generated (engines that see logits).
+    probability_sum: float = 0.0
+    scored_tokens: int = 0
+
+    def record_probability(self, probability: float) -> None:
+        self.probability_sum += probability
+        self.scored_tokens += 1
+
+    @property
+    def confidence(self) -> float | None:
+        """The mean probability the model gave each token it generated (softmax at temperature 1, before
+        top-p), in [0, 1], to 3 places: how sure it was of its own words, not whether they are true.
+        None where the engine sees no token probabilities (tgi, vllm) or nothing was generated."""
+        if self.scored_tokens == 0:
+            return None
+        return round(min(1.0, max(0.0, self.probability_sum / self.scored_tokens)), 3)
 
     def mark_token(self, count: int = 1) -> None:
         if self.first_token_at is None:

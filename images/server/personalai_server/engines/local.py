@@ -198,7 +198,8 @@ class LocalEngine(AdapterHoldingEngine):
             self._slots.release()
             queue.put_nowait(_END)
 
-        future = loop.run_in_executor(self._executor, self._generate, prompt_ids, params, stop, emit)
+        future = loop.run_in_executor(self._executor, self._generate, prompt_ids, params, stop, emit,
+                                      stats.record_probability)
         future.add_done_callback(finished)
         try:
             while True:
@@ -218,7 +219,8 @@ class LocalEngine(AdapterHoldingEngine):
             stop.set()
             stats.finished_at = stats.finished_at or time.perf_counter()
 
-    def _generate(self, prompt_ids: list[int], params: GenerationParams, stop: threading.Event, emit) -> str:
+    def _generate(self, prompt_ids: list[int], params: GenerationParams, stop: threading.Event, emit,
+                  record_probability: Callable[[float], None]) -> str:
         import torch
         from transformers import DynamicCache
 
@@ -245,6 +247,7 @@ class LocalEngine(AdapterHoldingEngine):
                 token = sample_token(logits, params.temperature, params.top_p, generator)
                 if token in eos_ids:
                     return emit_tail(detokenizer, emit, "eos_token")
+                record_probability(token_probability(logits, token))
                 emit((token, detokenizer.push(token)))
                 ids = torch.tensor([[token]], device=device)
         return emit_tail(detokenizer, emit, "length")
@@ -260,6 +263,13 @@ def emit_tail(detokenizer: IncrementalDetokenizer, emit, finish_reason: str) -> 
     if tail:
         emit((None, tail))
     return finish_reason
+
+
+def token_probability(logits, token: int) -> float:
+    """The model's own probability of `token` (softmax at temperature 1): what reply confidence averages."""
+    import torch
+
+    return float(torch.softmax(logits, dim=-1)[token])
 
 
 def sample_token(logits, temperature: float, top_p: float, generator) -> int:

@@ -158,6 +158,7 @@ def _api_for(kind: str) -> tuple[Any, str]:
         "Secret": (kubernetes.client.CoreV1Api, "secret"),
         "Service": (kubernetes.client.CoreV1Api, "service"),
         "Deployment": (kubernetes.client.AppsV1Api, "deployment"),
+        "EndpointSlice": (kubernetes.client.DiscoveryV1Api, "endpoint_slice"),
     }
     api_class, suffix = table[kind]
     return api_class(client), suffix

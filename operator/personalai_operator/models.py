@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 from pydantic.json_schema import JsonDict
 
+from personalai_contracts.names import DEFAULT_MODE_NAMES  # the chat server's built-in modes
 from personalai_contracts.run_report import (
     SHA256_HEX,
     Artifact,
@@ -105,11 +106,6 @@ class PersonalityMode(CamelModel):
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling top-p.")
     description: str | None = Field(None, max_length=500, description="What the mode is for, shown to the user.")
     memory: MemoryOverride | None = Field(None, description="This mode's changes to serving.memory.")
-
-
-# The chat server's built-in modes (personalai_server.config.DEFAULT_MODES; a unit test keeps them in
-# step): the brief's `wise` and `nostalgic`, and `playful`.
-DEFAULT_MODE_NAMES = ("wise", "nostalgic", "playful")
 
 
 class ServingConfig(CamelModel):

@@ -15,6 +15,7 @@ import json
 import secrets
 from typing import Any
 
+from personalai_contracts.names import chat_server_name
 from personalai_operator import naming
 from personalai_operator.manifests import (
     ARTIFACTS_DIR,
@@ -28,6 +29,9 @@ from personalai_operator.model_slots import MODEL_SLOT
 from personalai_operator.models import PersonalAISpec, PersonalityMode
 from personalai_operator.settings import OperatorSettings
 
+# The Deployment's and Service's name; the gateway finds the Service by the same function.
+server_name = chat_server_name
+
 SERVER_PORT = 8080
 SERVER_CONFIG_DIR = "/etc/personalai/config"
 SERVER_CONFIG_KEY = "server.json"
@@ -36,10 +40,6 @@ AUTH_KEY = "token"
 DATA_DIR = "/data"
 # Config fields the server cannot change while running: a change to these rolls the pod.
 RESTART_FIELDS = ("engine",)
-
-
-def server_name(personalai: str) -> str:
-    return f"{personalai}-chat"
 
 
 def auth_secret_name(personalai: str) -> str:

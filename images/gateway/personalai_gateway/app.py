@@ -17,13 +17,19 @@ import logging
 from datetime import UTC, datetime
 
 import httpx
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.websockets import WebSocketState
+
+from personalai_contracts.names import chat_server_name
 
 from . import estimate as estimates
+from . import page
+from . import websocket as sockets
+from .audit import GatewayAudit
 from .kube import Kube, KubeError, credentials
 from .metrics import CountRequests, GatewayMetrics
 from .proxy import forward
@@ -33,7 +39,7 @@ from .sse import SSE_HEADERS, SSE_MEDIA_TYPE
 from .start import ConfigError, StartRequest, answer_config, merged_training, training_changes
 from .streams import StreamSlots, run_events
 from .tokens import Person, TokenIndex, follow, hash_token, token_sha256
-from .views import data_ready, latest_run, progress_event, readiness, training_status
+from .views import data_ready, latest_run, me, progress_event, readiness, training_status
 
 log = logging.getLogger(__name__)
 CHAT_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -56,11 +62,6 @@ def unauthenticated() -> APIError:
                     headers={"WWW-Authenticate": "Bearer"})
 
 
-def chat_service(personalai: str) -> str:
-    """The person's chat Service, as the operator names it (personalai_operator.serving.service_name)."""
-    return f"{personalai}-chat"
-
-
 def bearer_token(authorization: str | None) -> str | None:
     scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() != "bearer":
@@ -81,9 +82,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def own_user_id(body: dict, person: Person) -> None:
+def own_user_id(body: dict, person: Person, request: Request) -> None:
     """A `userId` in a body may only name the token's own PersonalAI."""
     if "userId" in body and body["userId"] != person.name:
+        request.app.state.audit.userid_mismatch(request, person)
         raise APIError(403, "forbidden", "userId must be your own PersonalAI (the token's); leave it out", "userId")
 
 
@@ -91,6 +93,9 @@ def build_app(settings: GatewaySettings, kube: Kube | None = None) -> FastAPI:
     index = TokenIndex()
     metrics = GatewayMetrics()
     slots = StreamSlots(settings.streams_per_person)
+    socket_limits = sockets.SocketLimits(settings.max_request_bytes, settings.proxy_read_seconds,
+                                         settings.proxy_connect_seconds)
+    audit = GatewayAudit(settings.audit_sink, settings.audit_keep_days, settings.audit_success_interval_seconds)
     state: dict = {}
 
     @contextlib.asynccontextmanager
@@ -109,6 +114,7 @@ def build_app(settings: GatewaySettings, kube: Kube | None = None) -> FastAPI:
             await state["chat"].aclose()
             if kube is None:
                 await state["kube"].close()
+            audit.close()
 
     app = FastAPI(title="personalai gateway", version="0.1.0", lifespan=lifespan,
                   description="The brief's training and chat API for one person's PersonalAI. "
@@ -133,6 +139,7 @@ def build_app(settings: GatewaySettings, kube: Kube | None = None) -> FastAPI:
         token = bearer_token(request.headers.get("authorization"))
         person = index.authenticate(token)
         if token is None or person is None:
+            audit.auth_failure(request, "no_token" if token is None else "unknown_token")
             raise unauthenticated()
         request.state.token_sha256 = hash_token(token)
         return person
@@ -143,10 +150,13 @@ def build_app(settings: GatewaySettings, kube: Kube | None = None) -> FastAPI:
             personalai = await state["kube"].get_personalai(person.namespace, person.name)
         except KubeError as error:
             if error.status == 404:
+                audit.auth_failure(request, "unknown_token")
                 raise unauthenticated() from None
             raise
         if token_sha256(personalai) != request.state.token_sha256:
+            audit.auth_failure(request, "unknown_token")  # rotated since the index last heard
             raise unauthenticated()
+        audit.auth_success(request, person, request.state.token_sha256)
         return personalai
 
     async def latest(personalai: dict) -> dict | None:
@@ -174,6 +184,14 @@ def build_app(settings: GatewaySettings, kube: Kube | None = None) -> FastAPI:
         metrics.known_tokens.set(len(index))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # ---- the person, and their chat page -----------------------------------------------------------
+
+    @app.get("/api/me")
+    async def whose(personalai: dict = Depends(own_personalai)) -> dict:
+        return me(personalai)
+
+    app.include_router(page.router)
+
     # ---- training -----------------------------------------------------------------------------
 
     @app.get("/api/training/start-personal-ai")
@@ -188,19 +206,23 @@ def build_app(settings: GatewaySettings, kube: Kube | None = None) -> FastAPI:
             body = StartRequest.model_validate(json.loads(raw) if raw.strip() else {})
         except ValueError as error:
             raise _invalid(error) from None
-        own_user_id(body.model_dump(exclude_none=True), person)
+        own_user_id(body.model_dump(exclude_none=True), person, request)
         spec = personalai.get("spec") or {}
         changes = training_changes(body.config)
+        knobs = body.config.model_dump(by_alias=True, exclude_none=True)
         try:
             merged_training(spec.get("training") or {}, changes)
         except ConfigError as error:
+            audit.training_start(request, person, knobs, "failure", "invalid_config")
             raise APIError(422, "invalid_field", str(error), error.field) from None
         if not data_ready(personalai):
+            audit.training_start(request, person, knobs, "failure", "data_not_ready")
             assessment = (personalai.get("status") or {}).get("dataAssessment") or {}
             raise APIError(409, "data_not_ready", "The reflections are not ready to train on: "
                            + (assessment.get("message") or "they have not been assessed yet."))
         patched = await state["kube"].patch_personalai_spec(person.namespace, person.name,
                                                             {"suspend": False, "training": changes})
+        audit.training_start(request, person, knobs)
         spec = patched.get("spec") or {}
         assessment = (patched.get("status") or {}).get("dataAssessment") or {}
         guess = estimates.estimate(assessment, spec.get("training") or {}, settings.throughput, settings.gpu_class,
@@ -251,8 +273,8 @@ def build_app(settings: GatewaySettings, kube: Kube | None = None) -> FastAPI:
             with contextlib.suppress(ValueError):
                 decoded = json.loads(body)
                 if isinstance(decoded, dict):
-                    own_user_id(decoded, person)
-        endpoint = await state["kube"].ready_endpoint(person.namespace, chat_service(person.name))
+                    own_user_id(decoded, person, request)
+        endpoint = await state["kube"].ready_endpoint(person.namespace, chat_server_name(person.name))
         if endpoint is None:
             raise APIError(503, "no_chat_server", "Your PersonalAI has no chat server ready yet: it serves once a "
                            "trained adapter has passed validation (GET /api/training/status).",
@@ -263,13 +285,49 @@ def build_app(settings: GatewaySettings, kube: Kube | None = None) -> FastAPI:
             raise APIError(504, "chat_server_timeout", "your chat server did not answer in time") from None
         except httpx.TransportError:
             raise APIError(502, "chat_server_unreachable", "your chat server could not be reached") from None
+        audit.chat_session(request, person, path, response.status_code)
         if SSE_MEDIA_TYPE in response.headers.get("content-type", ""):
             metrics.open_streams.labels(kind="chat").inc()
             response.on_close.append(metrics.open_streams.labels(kind="chat").dec)
         return response
 
+    @app.websocket("/api/ai-echo/ws")
+    async def chat_socket(websocket: WebSocket) -> None:
+        """The chat server's WebSocket, relayed (websocket.py): the token in a header, or in a first frame."""
+        token = bearer_token(websocket.headers.get("authorization"))
+        if token is None:
+            await websocket.accept()
+            token = await sockets.first_frame_token(websocket)
+        person = index.authenticate(token)
+        personalai = None
+        if person is not None:
+            with contextlib.suppress(KubeError):
+                personalai = await state["kube"].get_personalai(person.namespace, person.name)
+        if token is None or person is None or personalai is None or token_sha256(personalai) != hash_token(token):
+            audit.auth_failure(websocket, "no_token" if token is None else "unknown_token")
+            if websocket.application_state == WebSocketState.CONNECTING:
+                await websocket.close()  # before accept: the handshake gets 403
+            else:
+                await sockets.refuse(websocket, sockets.CLOSE_UNAUTHORIZED, "unauthenticated",
+                                     "send Authorization: Bearer <token>, or first {\"type\": \"auth\", \"token\"}")
+            return
+        audit.auth_success(websocket, person, hash_token(token))
+        if websocket.application_state == WebSocketState.CONNECTING:
+            await websocket.accept()
+        endpoint = await state["kube"].ready_endpoint(person.namespace, chat_server_name(person.name))
+        if endpoint is None:
+            await sockets.refuse(websocket, sockets.CLOSE_TRY_LATER, "no_chat_server",
+                                 "Your PersonalAI has no chat server ready yet (GET /api/training/status).")
+            return
+        metrics.open_streams.labels(kind="websocket").inc()
+        try:
+            await sockets.relay(websocket, f"ws://{endpoint}/api/ai-echo/ws", token, socket_limits)
+        finally:
+            metrics.open_streams.labels(kind="websocket").dec()
+
     app.add_middleware(CountRequests, metrics=metrics)
     app.state.index = index
+    app.state.audit = audit
     return app
 
 

@@ -17,12 +17,12 @@ from typing import Any, cast
 
 import httpx
 
+from personalai_contracts.endpoints import SERVICE_NAME_LABEL, ready_address
 from personalai_contracts.paths import resolve
 
 GROUP_VERSION = "personalai.dev/v1alpha1"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 LABEL_PERSONALAI = "personalai.dev/personalai"
-LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 # A watch is re-opened this often even when quiet, so a half-dead connection is noticed.
 WATCH_SECONDS = 240
 
@@ -135,14 +135,8 @@ class Kube:
     async def ready_endpoint(self, namespace: str, service: str, port_name: str = "http") -> str | None:
         """host:port of a ready endpoint of `service` (from its EndpointSlices), or None."""
         slices = await self._request("GET", f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
-                                     params={"labelSelector": f"{LABEL_SERVICE_NAME}={service}"})
-        for piece in slices.get("items", []):
-            ports = [p["port"] for p in piece.get("ports") or [] if p.get("port") and p.get("name") in (port_name, None)]
-            for endpoint in piece.get("endpoints") or []:
-                if ports and endpoint.get("addresses") and (endpoint.get("conditions") or {}).get("ready") is not False:
-                    address = endpoint["addresses"][0]
-                    return f"[{address}]:{ports[0]}" if ":" in address else f"{address}:{ports[0]}"
-        return None
+                                     params={"labelSelector": f"{SERVICE_NAME_LABEL}={service}"})
+        return ready_address(slices.get("items", []), port_name)
 
 
 def _selector(selector: str | None) -> dict[str, str]:

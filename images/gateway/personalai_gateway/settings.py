@@ -42,6 +42,12 @@ class GatewaySettings(BaseModel):
     proxy_connect_seconds: float = Field(5.0, gt=0, alias="PROXY_CONNECT_SECONDS")
     proxy_read_seconds: float = Field(300.0, gt=0, alias="PROXY_READ_SECONDS")
     max_request_bytes: int = Field(1_048_576, ge=1024, alias="MAX_REQUEST_BYTES")
+    # The audit stream (audit.py): "stderr" or a file (rotated each UTC day, AUDIT_KEEP_DAYS kept). 90 days:
+    # long enough to look into an incident reported weeks later, as the chat servers' stream.
+    audit_sink: str = Field("stderr", min_length=1, alias="AUDIT_SINK")
+    audit_keep_days: int = Field(90, ge=1, le=3650, alias="AUDIT_KEEP_DAYS")
+    # A token's successful authentication is recorded at most once in this long (not every chat poll).
+    audit_success_interval_seconds: float = Field(300.0, ge=0, alias="AUDIT_SUCCESS_INTERVAL_SECONDS")
 
     @field_validator("throughput_tokens_per_second", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ status never holds reflection text, and nothing here adds any.
 
 from __future__ import annotations
 
+from personalai_contracts.names import DEFAULT_MODE_NAMES
 from personalai_contracts.readiness import MINIMUM, OPTIMAL, ReadinessThresholds
 from personalai_contracts.run_report import TrainingProgress, ValidationResult
 
@@ -87,3 +88,22 @@ def training_status(personalai: dict, run: dict | None) -> dict:
             "progress": progress_event(run),
             "validation": ValidationResult.model_validate(validation).model_dump(by_alias=True, exclude_none=True)
             if validation else None}
+
+
+def personality_modes(serving: dict) -> tuple[list[dict], str]:
+    """The modes a chat may ask for and the one used when it names none, as the operator configures the
+    chat server (serving.server_config): spec.serving.personalityModes add to the built-in modes, or
+    with modesPolicy replace take their place. Names and descriptions only, never a system prompt."""
+    own = serving.get("personalityModes") or {}
+    names = list(own) if serving.get("modesPolicy") == "replace" and own else \
+        [*DEFAULT_MODE_NAMES, *(name for name in own if name not in DEFAULT_MODE_NAMES)]
+    default = serving.get("defaultMode") or (next(iter(own)) if own else DEFAULT_MODE_NAMES[0])
+    return [{"name": name, "description": (own.get(name) or {}).get("description")} for name in names], default
+
+
+def me(personalai: dict) -> dict:
+    """GET /api/me: whose AI the token opens, and the modes its chat offers."""
+    spec = personalai.get("spec") or {}
+    modes, default = personality_modes(spec.get("serving") or {})
+    return {"userId": personalai["metadata"]["name"], "displayName": spec.get("displayName"),
+            "personalityModes": modes, "defaultMode": default}

@@ -24,7 +24,7 @@ from .errors import install_error_handlers
 from .metrics import ServerMetrics
 from .middleware import RequestMetrics, RequestSizeLimit
 from .reloader import purge_expired, watch_config
-from .routes import chat, health, openai, sessions, tgi
+from .routes import admin, chat, health, openai, sessions, tgi
 from .service import ChatService
 from .storage import SessionStore
 
@@ -65,7 +65,7 @@ def build_app(config: ServerConfig, config_path: str | None = None, engine: Engi
     app.state.service = service
     app.state.tokens = tokens
     install_error_handlers(app)
-    for module in (health, sessions, chat, openai, tgi):
+    for module in (health, sessions, chat, openai, tgi, admin):
         app.include_router(module.router)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestSizeLimit, max_bytes_of=lambda: service.config.limits.max_request_bytes)

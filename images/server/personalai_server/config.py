@@ -123,7 +123,7 @@ class PersonalityMode(_Model):
 
 
 # The built-in modes (the brief's wise and nostalgic, and playful): a config's personalityModes add to
-# them unless conversation.modesPolicy is replace. The operator's models.DEFAULT_MODE_NAMES names them.
+# them unless conversation.modesPolicy is replace. personalai_contracts.names.DEFAULT_MODE_NAMES names them.
 DEFAULT_MODES = {
     "wise": PersonalityMode(
         system_prompt=(

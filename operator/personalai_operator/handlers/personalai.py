@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import urllib.error
+import urllib.request
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
+from personalai_contracts.endpoints import SERVICE_NAME_LABEL, ready_address
 from personalai_operator import audit, erasure, kube, manifests, metrics, naming, serving
 from personalai_operator.conditions import Condition, find_condition, now_rfc3339, set_condition
 from personalai_operator.handlers.artifact_retention import enforce_artifact_retention
@@ -192,13 +196,17 @@ def resync_personalai(namespace: str | None, name: str, **_: Any) -> None:
 # What each erasure in progress has found so far, by uid: later passes see only what is left.
 # In memory: after an operator restart the record counts what that operator still found.
 _erasures_seen: dict[str, erasure.Inventory] = {}
+# What the chat server said of the remote engine's adapters, by uid, once settled (None: no remote engine).
+_remote_unloads: dict[str, erasure.RemoteUnload | None] = {}
 ERASURE_RETRY_SECONDS = 3.0
+FORGET_TIMEOUT_SECONDS = 10.0
 ERASURE_STALLED_RETRY_SECONDS = 30.0
 
 
 @kopf.on.delete(*RESOURCE, id="erase", backoff=5)
 def erase_personalai(body: kopf.Body, namespace: str | None, name: str, runtime: dt.timedelta, **_: Any) -> None:
-    """Delete everything made for the PersonalAI, wait until it and its pods are gone, then say so.
+    """Have a remote engine unload the person's adapters, delete everything made for the PersonalAI,
+    wait until it and its pods are gone, then say so.
 
     kopf holds its finalizer on the PersonalAI until this returns: with the operator down the object
     stays Terminating (README "Erasure" has the break-glass step)."""
@@ -206,20 +214,67 @@ def erase_personalai(body: kopf.Body, namespace: str | None, name: str, runtime:
     personalai = dict(body)
     with object_lock("PersonalAI", namespace, name):
         found = _erasable(namespace, name)
+        uid = personalai["metadata"]["uid"]
+        if uid not in _remote_unloads:
+            # First, while the chat server still runs: the remote engine's adapters, which no delete reaches.
+            unload = _unload_remote_adapters(personalai, found)
+            if unload is not None and unload.retry and runtime.total_seconds() <= SETTINGS.erasure_timeout_seconds:
+                _set_purged(personalai, erasure.unload_pending_condition(unload))
+                raise kopf.TemporaryError(f"erasure of PersonalAI {name} waits for its chat server",
+                                          delay=ERASURE_RETRY_SECONDS)
+            _remote_unloads[uid] = unload
         for kind, object_name in erasure.to_delete(found):
             kube.delete_if_present(kind, namespace, object_name)
         remaining = erasure.inventory(found)
-        uid = personalai["metadata"]["uid"]
         removed = _erasures_seen[uid] = erasure.merge(_erasures_seen.get(uid, {}), remaining)
         if remaining:
             overdue = runtime.total_seconds() > SETTINGS.erasure_timeout_seconds
             _set_purged(personalai, erasure.pending_condition(remaining, overdue, SETTINGS.erasure_timeout_seconds))
             raise kopf.TemporaryError(f"erasure of PersonalAI {name} is not finished",
                                       delay=ERASURE_STALLED_RETRY_SECONDS if overdue else ERASURE_RETRY_SECONDS)
-        _set_purged(personalai, erasure.purged_condition(removed))
-        audit.write(erasure.erasure_record(personalai, removed, runtime.total_seconds(), now_rfc3339()),
+        unload = _remote_unloads.get(uid)
+        _set_purged(personalai, erasure.purged_condition(removed, unload))
+        audit.write(erasure.erasure_record(personalai, removed, runtime.total_seconds(), now_rfc3339(), unload),
                     SETTINGS.audit_log, SETTINGS.audit_keep_days)
         _erasures_seen.pop(uid, None)
+        _remote_unloads.pop(uid, None)
+
+
+def _unload_remote_adapters(personalai: dict[str, Any], found: dict[str, list[dict[str, Any]]]
+                            ) -> erasure.RemoteUnload | None:
+    """Ask the person's chat server to have the remote engine unload their adapters (None: the local
+    engine, whose adapters go with its pod). The Service's ready EndpointSlice address is used, not its
+    DNS name: the dev node agent has no kube-proxy, and the pod is what answers either way."""
+    engine = erasure.serving_engine(personalai, SETTINGS.serving_engine)
+    if engine == "local":
+        return None
+    namespace, name = personalai["metadata"]["namespace"], personalai["metadata"]["name"]
+    server = serving.server_name(name)
+    running = any(obj["metadata"]["name"] == server for obj in found.get("Deployment", []))
+    known = erasure.unload_without_asking(engine, running)
+    if known is not None:
+        return known
+    try:
+        secret = kube.get("Secret", namespace, serving.auth_secret_name(name))
+        slices = kube.list_objects("EndpointSlice", namespace, {SERVICE_NAME_LABEL: server})
+    except ApiException as error:  # e.g. a chart from before erasure listed EndpointSlices
+        return erasure.RemoteUnload(None, f"the API refused to say where the chat server is ({error.status})",
+                                    retry=True)
+    token = erasure.secret_token(secret, serving.AUTH_KEY)
+    if token is None:
+        return erasure.RemoteUnload(None, "the chat server's token Secret is gone")
+    address = ready_address(slices)
+    if address is None:
+        return erasure.RemoteUnload(None, "the chat server has no ready endpoint", retry=True)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # in-cluster: never via a proxy
+    try:
+        with opener.open(erasure.forget_request(address, token), timeout=FORGET_TIMEOUT_SECONDS) as response:
+            return erasure.forget_answer(response.status, response.read())
+    except urllib.error.HTTPError as error:
+        return erasure.forget_answer(error.code, b"")
+    except OSError as error:  # URLError, a refused connection, a timeout
+        return erasure.RemoteUnload(None, f"the chat server could not be reached ({type(error).__name__})",
+                                    retry=True)
 
 
 def _erasable(namespace: str, name: str) -> dict[str, list[dict[str, Any]]]:

@@ -68,7 +68,9 @@ class GatewayProcess(OperatorProcess):
 
 def delete_namespaces(cluster, names: list[str]) -> None:
     """Delete and wait until gone, while the operator still runs: it lifts its PersonalAIs' finalizers
-    (erasure), which nobody would lift once it has stopped."""
+    (erasure), which nobody would lift once it has stopped. The bound is generous: the namespace
+    controller paces its passes (it waits out pods' grace periods before it deletes custom resources),
+    measured here at up to two minutes before the operator sees the PersonalAI's deletion."""
     cluster.kubectl("delete", "namespace", *names, "--wait=false", "--ignore-not-found", check=False)
     wait_for(lambda: not [name for name in names if cluster.kubectl("get", "namespace", name, check=False).returncode == 0],
-             timeout=120, interval=1, message=f"namespaces {', '.join(names)} to be gone")
+             timeout=300, interval=1, message=f"namespaces {', '.join(names)} to be gone")

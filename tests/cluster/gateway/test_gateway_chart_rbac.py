@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 from cluster_harness import EXAMPLES, get_json
-from gateway_helpers import call, create_person
-
-from conftest import GatewayProcess, delete_namespaces
+from gateway_helpers import GatewayProcess, call, create_person, delete_namespaces
 
 pytestmark = pytest.mark.cluster
 CHART = str(Path(__file__).resolve().parents[3] / "charts" / "personalai")

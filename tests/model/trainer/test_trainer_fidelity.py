@@ -113,12 +113,13 @@ def test_the_default_gate_rejects_the_untouched_base_model_and_a_random_model(sm
     fidelity.make_distractors(tokenizer, evaluation, base, device="cpu", seed=42)
     embedder = memory.load_embedder()
 
-    verdicts = {}
+    verdicts, scored = {}, {}  # the baselines are scored once for both reports (their weights do not change)
     for name, model in (("base", base_model), ("random", random_model)):
         candidates = {validation.ADAPTER: fidelity.Candidate(validation.ADAPTER, model), validation.BASE: base,
                       validation.IN_CONTEXT: in_context}
         report = validation.evaluate_candidates(tokenizer, evaluation, candidates, embedder, device="cpu",
-                                                max_new_tokens=gate.max_new_tokens, max_answer_tokens=512)
+                                                max_new_tokens=gate.max_new_tokens, max_answer_tokens=512,
+                                                scored=scored)
         verdicts[name] = decide_passed(validation.gate_inputs(report), gate_from(gate))
     passed, reasons = verdicts["base"]
     assert not passed and any(reason.startswith("held-out perplexity gain over the base model 0.000") for reason in reasons)

@@ -142,6 +142,11 @@ class Engine(abc.ABC):
         """Free `version` if loaded and not the active one; returns whether it was unloaded."""
         return False
 
+    async def forget_remote_adapters(self) -> int:
+        """At erasure: have the remote engine unload every adapter of this PersonalAI it may hold, and
+        load none again; how many it unloaded. In-process adapters go with the process: 0."""
+        return 0
+
     async def activate_adapter(self, version: str | None) -> None:
         """Make `version` (None: the base model) the one used when a request names none."""
         if version is not None:

@@ -4,6 +4,8 @@ TGI serves several LoRA adapters beside one base model (launched with LORA_ADAPT
 per request from `parameters.adapter_id`. The client release that fits our pins (0.7.0) predates
 that field, so `AdapterClient` adds it, using the client's own request, response and error types.
 The prompt is rendered here with the base model's chat template, as TGI's /generate expects text.
+TGI has no API to unload an adapter (it loads them at launch): erasure cannot unload them from a
+running TGI (forget_remote_adapters answers 0); restarting TGI without them is the operator's step.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ One vLLM may serve several people's chat servers, and adapter versions repeat ac
 derive from the training config), so the name an adapter has in vLLM is never its bare version:
 it carries the PersonalAI and the adapter's digest (`remote_adapter_name`). A name vLLM already
 holds is then this very adapter, and never another person's that happens to share the version.
+
+At erasure (`forget_remote_adapters`, POST /admin/forget) every name this PersonalAI can have in
+vLLM is unloaded: those this process loaded and those of every version folder in adapter.dir (an
+earlier process of this server may have loaded them), and nothing is loaded after that.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from personalai_contracts.artifacts import manifest_digest
+from personalai_contracts.paths import resolve
 
 from ..config import ServerConfig
 from .base import AdapterError, EngineError, GenerationParams, GenerationStats, Message
@@ -36,8 +41,11 @@ class VLLMEngine(RemoteEngine):
             base_url=self.url, headers=self.headers, timeout=httpx.Timeout(config.engine.request_timeout_seconds)
         )
         self._remote_names: dict[str, str] = {}  # adapter version -> its name in vLLM
+        self._forgotten = False  # erasure has unloaded everything: load nothing again
 
     async def load_remote_adapter(self, version: str, path: str) -> None:
+        if self._forgotten:
+            raise AdapterError("this PersonalAI is being erased: its adapters are no longer served")
         name = remote_adapter_name(self.config.persona.personal_ai, version, manifest_digest(path))
         response = await self.client.post("/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path})
         # vLLM answers 400 when the name is already loaded (a restart of this server, not of vLLM): the
@@ -50,6 +58,37 @@ class VLLMEngine(RemoteEngine):
         name = self._remote_names.pop(version, None)
         if name is not None:
             await self.client.post("/v1/unload_lora_adapter", json={"lora_name": name})
+
+    async def forget_remote_adapters(self) -> int:
+        async with self._adapter_lock:
+            self._forgotten = True
+            names = {*self._remote_names.values(), *self._stored_adapter_names()}
+            unloaded = 0
+            for name in sorted(names):
+                try:
+                    response = await self.client.post("/v1/unload_lora_adapter", json={"lora_name": name})
+                except httpx.HTTPError as error:
+                    raise EngineError(f"vllm could not be reached to unload adapters: {type(error).__name__}") from None
+                # vLLM answers 404 (400 before 0.8) for a name it does not hold: nothing to unload.
+                if response.status_code == 200:
+                    unloaded += 1
+                elif response.status_code not in (400, 404):
+                    raise EngineError(f"vllm could not unload an adapter: HTTP {response.status_code}")
+            # The active version stays named: a request for it now fails to load rather than
+            # falling back to the base model as though it were the person.
+            self._remote_names.clear()
+            self._adapters.clear()
+        return unloaded
+
+    def _stored_adapter_names(self) -> list[str]:
+        """The vLLM name of each adapter version folder in adapter.dir (one without a manifest has none)."""
+        names = []
+        for folder in sorted(resolve(self.config.adapter.dir).glob("*/")):
+            try:
+                names.append(remote_adapter_name(self.config.persona.personal_ai, folder.name, manifest_digest(folder)))
+            except OSError:
+                continue
+        return names
 
     async def stream(self, messages: list[Message], params: GenerationParams, stats: GenerationStats) -> AsyncIterator[str]:
         if not self.ready:

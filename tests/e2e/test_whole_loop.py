@@ -45,7 +45,7 @@ def names(plane, kind):
 def test_reflections_become_a_served_model_and_deleting_the_person_forgets_everything(plane):
     demo.seed_base_model(plane)
     demo.install_chart(plane)
-    operator_pod = demo.get(plane, "pods", "-n", "personalai-system")["items"][0]
+    operator_pod = demo.get(plane, "pods", "-n", "personalai-system", "-l", "app.kubernetes.io/component=operator")["items"][0]
     assert operator_pod["spec"]["nodeName"] == demo.AGENT_NODE
 
     demo.apply_person(plane)

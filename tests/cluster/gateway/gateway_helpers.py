@@ -68,9 +68,21 @@ class GatewayProcess(OperatorProcess):
 
 def delete_namespaces(cluster, names: list[str]) -> None:
     """Delete and wait until gone, while the operator still runs: it lifts its PersonalAIs' finalizers
-    (erasure), which nobody would lift once it has stopped. The bound is generous: the namespace
-    controller paces its passes (it waits out pods' grace periods before it deletes custom resources),
-    measured here at up to two minutes before the operator sees the PersonalAI's deletion."""
+    (erasure), which nobody would lift once it has stopped.
+
+    The namespace controller deletes pods first and the rest only once they are gone (Kubernetes 1.34's
+    ordered namespace deletion). A kubelet would stop a deleted trainer pod and report it Failed, after
+    which the Job controller lifts its job-tracking finalizer; kwok never stops it, so the wait plays
+    that kubelet for pods that are being deleted, or the namespace would wait on them for ever."""
     cluster.kubectl("delete", "namespace", *names, "--wait=false", "--ignore-not-found", check=False)
-    wait_for(lambda: not [name for name in names if cluster.kubectl("get", "namespace", name, check=False).returncode == 0],
-             timeout=300, interval=1, message=f"namespaces {', '.join(names)} to be gone")
+
+    def gone() -> bool:
+        for pod in (get_json(cluster, "pods", "-A") or {}).get("items", []):
+            metadata = pod["metadata"]
+            if metadata["namespace"] in names and metadata.get("deletionTimestamp") and metadata.get("finalizers"):
+                where = (metadata["name"], "-n", metadata["namespace"])
+                cluster.kubectl("patch", "pod", *where, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                                check=False)
+        return not [name for name in names if cluster.kubectl("get", "namespace", name, check=False).returncode == 0]
+
+    wait_for(gone, timeout=180, interval=1, message=f"namespaces {', '.join(names)} to be gone")

@@ -16,6 +16,7 @@ import websockets
 import yaml
 from server_harness import TOKEN_A, TOKEN_B, ServerProcess, ThreadServer, auth, server_config, sse_events
 
+from devcluster.waiting import wait_for
 from personalai_server.config import parse_config
 from personalai_server.engines.local import LocalEngine
 
@@ -24,12 +25,12 @@ pytestmark = pytest.mark.model
 class SlowEngine(LocalEngine):
     """The real local engine, 20 ms a token, so a long reply surely outlasts the client's patience."""
 
-    def _generate(self, prompt_ids, params, stop, emit):
+    def _generate(self, prompt_ids, params, stop, emit, record_probability):
         def slowly(item):
             time.sleep(0.02)
             emit(item)
 
-        return super()._generate(prompt_ids, params, stop, slowly)
+        return super()._generate(prompt_ids, params, stop, slowly, record_probability)
 
 
 LONG = {"conversation": {"maxTokens": 1000}, "limits": {"maxTokens": 1000, "concurrentStreams": 1}}
@@ -96,7 +97,9 @@ def test_websockets_must_authenticate_in_time_within_caps(tmp_path, tiny_model_d
             await socket.close()
 
     asyncio.run(scenario())
-    assert server.service.sockets.active() == 0
+    # Each slot is released when the server's handler ends, just after the close handshake the client awaited.
+    wait_for(lambda: server.service.sockets.active() == 0, timeout=10, interval=0.05,
+             message="every WebSocket slot released")
 
 
 def test_a_client_leaving_a_reply_that_is_not_streamed_stops_it(tmp_path, tiny_model_dir, artifacts_dir, start_server):

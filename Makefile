@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test unit lint venv binaries browser cluster-up cluster-down cluster-status clean
+.PHONY: demo test unit lint venv binaries browser prometheus cluster-up cluster-down cluster-status clean
 
 venv: $(VENV)/.installed
 
@@ -41,8 +41,14 @@ browser:
 	  { echo ">> installing chromium (chat page test)"; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; } || \
 	  echo ">> chromium not available: the chat page test will be skipped"
 
+# Debian's Prometheus scrapes the operator, a trainer and a chat server in the dashboard test.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  { echo ">> installing prometheus (dashboard test)"; apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; } || \
+	  echo ">> prometheus not available: the dashboard query test will be skipped"
+
 # Lint first: a style or type error fails in seconds, before any cluster is built.
-test: lint binaries browser
+test: lint binaries browser prometheus
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast loop: pure tests only, no Kubernetes binaries, no model.

@@ -1,13 +1,15 @@
-"""A bounded load test of the chat server on loopback: many concurrent SSE streams at once.
+"""The chat server's SSE streams against their floor: a bare ASGI app streaming the same bytes.
 
-    .venv/bin/python benchmarks/chat_load.py --streams 100 --tokens 32            # fixed-token engine
-    .venv/bin/python benchmarks/chat_load.py --streams 100 --engine tiny          # the tiny model
+    .venv/bin/python benchmarks/chat_load.py                      # 100 and 500 streams, both stacks
+    .venv/bin/python benchmarks/chat_load.py --sizes 100 --stacks uvloop+httptools
 
-Starts `personalai_server` in a child process (with a fixed-token engine that yields --tokens
-tokens, one every --token-delay-ms, or the tiny Mistral model), opens --streams streams of
-/api/ai-echo/stream together, and reports p50/p99 time to first token (TTFT) and stream duration,
-the same engine's TTFT alone in-process at the same concurrency (so the difference is what the
-server adds: HTTP, auth, limits, SQLite, SSE), and the server's RSS before and after.
+For each stack (uvicorn's asyncio+h11, then uvloop+httptools) and each size, it runs two servers, one
+at a time and each in its own process: ours (the real app, a fixed-token engine yielding --tokens
+tokens, one every --token-delay-ms) and the floor (a raw ASGI callable, no framework, that replays the
+SSE events ours sent for one recorded reply, byte for byte, with the same pacing). The load client runs
+in a third process, so neither server shares its CPU with the measurement. It opens --sizes streams at
+once and reports time to first token (TTFT) p50/p95/p99, wall time, tokens/s, the server's RSS before,
+after and at peak (sampled), and ours/floor. The recorded reply is synthetic text, never personal data.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 TOKEN = "benchmark-token-0123456789"
+STREAM_PATH = "/api/ai-echo/stream"
+STACKS = {"asyncio+h11": ("asyncio", "h11"), "uvloop+httptools": ("uvloop", "httptools")}
 
 
 def fixed_engine_class():
@@ -64,16 +67,16 @@ def fixed_engine_class():
     return FixedTokenEngine
 
 
-def write_config(workdir: Path, model_dir: str, port: int, streams: int, tokens: int) -> Path:
+def write_config(workdir: Path, port: int, streams: int, tokens: int) -> Path:
     (workdir / "auth").mkdir(parents=True, exist_ok=True)
     (workdir / "auth" / "tokens").write_text(TOKEN + "\n")
     config = {
         "persona": {"displayName": "Bench", "personalAI": "bench"},
-        "engine": {"kind": "local", "baseModel": model_dir, "maxConcurrentGenerations": 8},
+        "engine": {"kind": "local", "baseModel": str(workdir / "unused-model")},
         "conversation": {"maxTokens": tokens, "historyWindow": 10},
         "storage": {"dataDir": str(workdir / "data")},
         "auth": {"tokensDir": str(workdir / "auth")},
-        "limits": {"concurrentStreams": streams, "requestsPerMinute": 100000, "maxTokens": max(tokens, 1024)},
+        "limits": {"concurrentStreams": streams, "requestsPerMinute": 1000000, "maxTokens": max(tokens, 1024)},
         "listen": {"host": "127.0.0.1", "port": port},
     }
     path = workdir / "server.json"
@@ -81,43 +84,69 @@ def write_config(workdir: Path, model_dir: str, port: int, streams: int, tokens:
     return path
 
 
-def build_engine(args, config):
-    if args.engine == "fixed":
-        return fixed_engine_class()(args.tokens, args.token_delay_ms / 1000)
-    from personalai_server.engines.local import LocalEngine
+# --- the servers, each run as `--role serve-ours` or `--role serve-floor` in its own process ---
 
-    return LocalEngine(config)
-
-
-def serve(args) -> None:
-    """The child process: the real app and uvicorn, with the chosen engine."""
+def serve_ours(args) -> None:
     import uvicorn
 
     from personalai_server.app import build_app
     from personalai_server.config import load_config
 
     config = load_config(args.config)
-    app = build_app(config, engine=build_engine(args, config))
-    uvicorn.run(app, host="127.0.0.1", port=config.listen.port, log_level="warning", access_log=False)
+    app = build_app(config, engine=fixed_engine_class()(args.tokens, args.token_delay_ms / 1000))
+    uvicorn.run(app, host="127.0.0.1", port=config.listen.port, loop=args.loop, http=args.http,
+                log_level="warning", access_log=False)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+def is_chunk(event: bytes) -> bool:
+    return event.startswith(b"data: ") and json.loads(event[6:]).get("type") == "chunk"
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def floor_app(events: list[bytes], delay: float):
+    """The least an ASGI server can do for one reply: read the request, then send the recorded events,
+    waiting `delay` before each chunk as the fixed-token engine waits before each token."""
+    sse_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+    paced = [(is_chunk(event), event) for event in events]
 
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        while (await receive()).get("more_body"):
+            pass
+        if scope["path"] != STREAM_PATH:
+            body = b'{"sessionId": "floor"}' if scope["path"].endswith("/sessions") else b"{}"
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": sse_headers})
+        for chunk, event in paced:
+            if chunk:
+                await asyncio.sleep(delay)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+def serve_floor(args) -> None:
+    import uvicorn
+
+    events = [bytes.fromhex(event) for event in json.loads(Path(args.events).read_text())]
+    uvicorn.run(floor_app(events, args.token_delay_ms / 1000), host="127.0.0.1", port=args.port,
+                loop=args.loop, http=args.http, log_level="warning", access_log=False)
+
+
+# --- the load client, run as `--role client` in its own process ---
 
 async def one_stream(client, session_id: str) -> tuple[float, float, int]:
     started = time.perf_counter()
     first = None
     chunks = 0
-    async with client.stream("POST", "/api/ai-echo/stream", json={"message": "How was your day?", "sessionId": session_id}) as response:
+    async with client.stream("POST", STREAM_PATH, json={"message": "How was your day?", "sessionId": session_id}) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if line.startswith("data: "):
@@ -126,7 +155,7 @@ async def one_stream(client, session_id: str) -> tuple[float, float, int]:
                     chunks += 1
                     first = first or time.perf_counter() - started
                 elif event["type"] == "error":
-                    raise RuntimeError(event["error"]["message"])
+                    raise RuntimeError(f"stream error event: {event['error'].get('code')}")
     return first, time.perf_counter() - started, chunks
 
 
@@ -135,36 +164,47 @@ async def load(url: str, streams: int) -> dict:
 
     limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10)
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
         sessions = [(await client.post("/api/ai-echo/sessions", json={})).json()["sessionId"] for _ in range(streams)]
+    # Fresh connections for the streams: a kept-alive one the server is closing for idleness
+    # (uvicorn's 5 s keep-alive) would fail the request; and each stream opens its own, as a browser's would.
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as client:
         started = time.perf_counter()
         results = await asyncio.gather(*(one_stream(client, s) for s in sessions))
         wall = time.perf_counter() - started
-    ttft = [r[0] for r in results]
-    return {"ttft": ttft, "duration": [r[1] for r in results], "chunks": sum(r[2] for r in results), "wall": wall}
+    return {"ttft": [r[0] for r in results], "chunks": sum(r[2] for r in results), "wall": wall}
 
 
-async def engine_alone(args, config, streams: int) -> list[float]:
-    """The same engine, in this process, at the same concurrency: TTFT without the server."""
-    from personalai_server.engines.base import GenerationParams, GenerationStats
+async def record_reply(url: str) -> list[bytes]:
+    """One reply from ours, as the SSE events it sent: the floor replays exactly these bytes."""
+    import httpx
 
-    engine = build_engine(args, config)
-    await engine.start(None)
-    messages = [{"role": "system", "content": "You are Bench."}, {"role": "user", "content": "How was your day?"}]
-    params = GenerationParams(max_tokens=args.tokens, temperature=0.7, top_p=0.9)
-
-    async def one() -> float:
-        stats = GenerationStats()
-        async for _ in engine.stream(messages, params, stats):
-            pass
-        return stats.time_to_first_token
-
-    times = await asyncio.gather(*(one() for _ in range(streams)))
-    await engine.close()
-    return list(times)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client:
+        session = (await client.post("/api/ai-echo/sessions", json={})).json()["sessionId"]
+        raw = b""
+        async with client.stream("POST", STREAM_PATH, json={"message": "How was your day?", "sessionId": session}) as response:
+            response.raise_for_status()
+            async for part in response.aiter_raw():
+                raw += part
+    return [event + b"\n\n" for event in raw.split(b"\n\n") if event]
 
 
-def wait_ready(url: str, timeout: float = 120) -> None:
+# --- the driver ---
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -175,66 +215,127 @@ def wait_ready(url: str, timeout: float = 120) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise TimeoutError("server not ready")
+    raise TimeoutError(f"server at {url} not ready after {timeout:.0f}s")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def summarize(result: dict, rss: dict) -> dict:
+    ttft = result["ttft"]
+    return {
+        "ttftMs": {name: round(percentile(ttft, q) * 1000, 1) for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
+        "wallSeconds": round(result["wall"], 3),
+        "tokensPerSecond": round(result["chunks"] / result["wall"], 1),
+        "tokens": result["chunks"],
+        "serverRssMiB": {name: round(value, 1) for name, value in rss.items()},
+    }
+
+
+def measure(server_argv: list[str], url: str, streams: int, timeout: float) -> dict:
+    """Start one server, load it from a client process, sample the server's RSS meanwhile, stop both."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # The server's stderr is its audit log (one line per request): not part of the report.
+    server = subprocess.Popen([sys.executable, str(HERE), *server_argv], stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_ready(url)
+        before = peak = rss_mib(server.pid)
+        client = subprocess.Popen([sys.executable, str(HERE), "--role", "client", "--url", url, "--streams", str(streams)],
+                                  stdout=subprocess.PIPE, env=env)
+        deadline = time.monotonic() + timeout
+        while client.poll() is None:
+            if time.monotonic() > deadline:
+                client.kill()
+                raise TimeoutError(f"client at {streams} streams ran past {timeout:.0f}s")
+            peak = max(peak, rss_mib(server.pid))
+            time.sleep(0.02)
+        output = client.stdout.read()
+        if client.returncode != 0:
+            raise RuntimeError(f"client exited {client.returncode}")
+        after = rss_mib(server.pid)
+        return summarize(json.loads(output), {"before": before, "after": after, "peak": max(peak, after)})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def run_all(args) -> list[dict]:
+    rows = []
+    pacing = ["--tokens", str(args.tokens), "--token-delay-ms", str(args.token_delay_ms)]
+    with tempfile.TemporaryDirectory(prefix="chat-load-") as tmp:
+        workdir = Path(tmp)
+        events_path = workdir / "events.json"
+        for stack in args.stacks:
+            loop, http = STACKS[stack]
+            for streams in args.sizes:
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                config = write_config(workdir / f"{stack}-{streams}", port, streams + 1, args.tokens)
+                ours_argv = ["--role", "serve-ours", "--config", str(config), "--loop", loop, "--http", http, *pacing]
+                if not events_path.exists():
+                    events_path.write_text(json.dumps([event.hex() for event in record_once(ours_argv, url)]))
+                ours = measure(ours_argv, url, streams, args.timeout)
+                floor_argv = ["--role", "serve-floor", "--events", str(events_path), "--port", str(port),
+                              "--loop", loop, "--http", http, *pacing]
+                floor = measure(floor_argv, url, streams, args.timeout)
+                rows.append({"stack": stack, "streams": streams, "ours": ours, "floor": floor, "oursOverFloor": {
+                    name: round(ours["ttftMs"][name] / floor["ttftMs"][name], 2) for name in ("p50", "p95", "p99")}})
+    return rows
+
+
+def record_once(server_argv: list[str], url: str) -> list[bytes]:
+    server = subprocess.Popen([sys.executable, str(HERE), *server_argv], stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(url)
+        return asyncio.run(record_reply(url))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def table(rows: list[dict]) -> str:
+    lines = [f"{'stack':<17}{'streams':>8} {'server':<6}{'p50':>8}{'p95':>8}{'p99':>8}{'wall s':>8}{'tok/s':>9}"
+             f"{'rss MiB before/after/peak':>28}"]
+    for row in rows:
+        for name in ("ours", "floor"):
+            r = row[name]
+            rss = r["serverRssMiB"]
+            lines.append(f"{row['stack']:<17}{row['streams']:>8} {name:<6}{r['ttftMs']['p50']:>8}{r['ttftMs']['p95']:>8}"
+                         f"{r['ttftMs']['p99']:>8}{r['wallSeconds']:>8}{r['tokensPerSecond']:>9}"
+                         f"{rss['before']:>12}/{rss['after']}/{rss['peak']}")
+        ratio = row["oursOverFloor"]
+        lines.append(f"{'':<26}ours/floor TTFT p50 {ratio['p50']}x  p95 {ratio['p95']}x  p99 {ratio['p99']}x")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500], help="concurrent streams, one run each")
+    parser.add_argument("--stacks", nargs="+", choices=list(STACKS), default=list(STACKS))
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--token-delay-ms", type=float, default=5.0)
-    parser.add_argument("--engine", choices=["fixed", "tiny"], default="fixed")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--config", help=argparse.SUPPRESS)
-    parser.add_argument("--model-dir", help="tiny model folder (built when absent)")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds one client run may take")
+    parser.add_argument("--json", type=Path, help="also write the full report here")
+    # The child processes' arguments.
+    parser.add_argument("--role", choices=["serve-ours", "serve-floor", "client"], help=argparse.SUPPRESS)
+    for hidden in ("--config", "--events", "--url", "--loop", "--http"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--streams", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve:
-        serve(args)
-        return 0
-
-    from personalai_server.config import load_config
-
-    with tempfile.TemporaryDirectory(prefix="chat-load-") as tmp:
-        workdir = Path(tmp)
-        model_dir = args.model_dir or str(workdir / "tiny")
-        if args.engine == "tiny" and not Path(model_dir, "config.json").exists():
-            from personalai_trainer.tiny_model import build_tiny_model
-
-            build_tiny_model(model_dir)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        config_path = write_config(workdir, model_dir, port, args.streams, args.tokens)
-        url = f"http://127.0.0.1:{port}"
-        child = subprocess.Popen(
-            [sys.executable, str(HERE), "--serve", "--config", str(config_path), "--engine", args.engine,
-             "--tokens", str(args.tokens), "--token-delay-ms", str(args.token_delay_ms)],
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
-        try:
-            wait_ready(url)
-            rss_before = rss_mib(child.pid)
-            result = asyncio.run(load(url, args.streams))
-            rss_after = rss_mib(child.pid)
-        finally:
-            child.terminate()
-            child.wait(timeout=30)
-        alone = asyncio.run(engine_alone(args, load_config(config_path), args.streams))
-
-    server_p50, server_p99 = percentile(result["ttft"], 0.5), percentile(result["ttft"], 0.99)
-    alone_p50, alone_p99 = percentile(alone, 0.5), percentile(alone, 0.99)
-    report = {
-        "engine": args.engine, "streams": args.streams, "tokensPerStream": args.tokens,
-        "ttftMs": {"p50": round(server_p50 * 1000, 1), "p99": round(server_p99 * 1000, 1)},
-        "engineAloneTtftMs": {"p50": round(alone_p50 * 1000, 1), "p99": round(alone_p99 * 1000, 1)},
-        "serverAddedMs": {"p50": round((server_p50 - alone_p50) * 1000, 1), "p99": round((server_p99 - alone_p99) * 1000, 1)},
-        "streamMs": {"p50": round(statistics.median(result["duration"]) * 1000, 1),
-                     "p99": round(percentile(result["duration"], 0.99) * 1000, 1)},
-        "chunks": result["chunks"], "wallSeconds": round(result["wall"], 2),
-        "chunksPerSecond": round(result["chunks"] / result["wall"], 1),
-        "serverRssMiB": {"before": round(rss_before, 1), "after": round(rss_after, 1)},
-    }
-    print(json.dumps(report, indent=2))
+    if args.role == "serve-ours":
+        serve_ours(args)
+    elif args.role == "serve-floor":
+        serve_floor(args)
+    elif args.role == "client":
+        print(json.dumps(asyncio.run(load(args.url, args.streams))))
+    else:
+        rows = run_all(args)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+        print(table(rows))
     return 0
 
 

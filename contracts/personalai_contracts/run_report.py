@@ -104,6 +104,18 @@ class Artifact(StatusModel):
                                         description="Adapter version written.")
 
 
+class ThermalReport(StatusModel):
+    """The GPU temperature limit at work in this attempt (personalai_trainer.thermal): numbers only."""
+
+    throttled: bool | None = Field(None, description="Whether the run has paused for the GPU's temperature.")
+    throttling: bool | None = Field(None, description="Whether it is paused (or at reduced pace) now.")
+    episodes: int | None = Field(None, ge=0, le=10**6, description="Times the limit was crossed.")
+    paused_seconds: float | None = Field(None, ge=0, le=10**8, description="Seconds spent paused, in all.")
+    last_temperature_c: int | None = Field(None, ge=0, le=150, alias="lastTemperatureC",
+                                           description="Latest GPU temperature read, Celsius.")
+    limit_c: int | None = Field(None, ge=0, le=150, alias="limitC", description="The limit, Celsius.")
+
+
 class RunReport(StatusModel):
     """The whole of what the trainer may patch into its run's status; nothing else (phase, conditions) is its to set."""
 
@@ -112,6 +124,7 @@ class RunReport(StatusModel):
     progress: TrainingProgress | None = None
     artifact: Artifact | None = None
     validation: ValidationResult | None = None
+    thermal: ThermalReport | None = None
 
     def to_status(self) -> dict:
         return self.model_dump(by_alias=True, mode="json", exclude_none=True)

@@ -54,6 +54,21 @@ class LoraConfig(CamelModel):
                            "0.05: a little regularization for small datasets, as in QLoRA.")
 
 
+class ThermalConfig(CamelModel):
+    """The GPU temperature limit: the trainer pauses above it and says so (status.thermal, Event GpuThrottled)."""
+
+    enabled: bool = Field(True, description="Act on the GPU temperature (default: on; a run without GPU "
+                          "telemetry is never paused).")
+    gpu_temperature_limit_celsius: int = Field(83, ge=40, le=110, description="GPU temperature above which "
+                                               "training pauses. 83: the RTX 5090's throttle point, so the "
+                                               "card never clocks itself down mid-run.")
+    resume_margin_celsius: int = Field(5, ge=1, le=30, description="A paused run resumes once the GPU is at "
+                                       "least this far below the limit. 5: enough that it does not flap around it.")
+    max_pause_seconds: int = Field(600, ge=0, le=86400, description="Longest single pause; after it the run goes "
+                                   "on at reduced pace while still hot. 600: a card that has not cooled in ten "
+                                   "minutes will not, and the run should still finish.")
+
+
 class TrainingConfig(CamelModel):
     """How to fine-tune: PersonalAI and TrainingRun `spec.training`, and the trainer config's `training`."""
 
@@ -96,6 +111,8 @@ class TrainingConfig(CamelModel):
                       "(fixed, so a rerun on the same data is reproducible).")
     augment_phrasings: int = Field(2, ge=0, le=8, description="Extra phrasings of each question (0: only the "
                                    "original). 2: the voice carries over to questions asked another way.")
+    thermal: ThermalConfig = Field(default_factory=ThermalConfig, json_schema_extra={"default": {}},
+                                   description="The GPU temperature limit.")
 
     @field_validator("batch_size", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ REFLECTIONS_DIR = "/data/reflections"
 MODEL_CACHE_DIR = "/models"
 ARTIFACTS_DIR = "/artifacts"
 TRAINER_METRICS_PORT = 9400
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # the Job controller puts it on the Job's pods
 IMAGE_UID = 10001  # the non-root user of the trainer and server images
 
 
@@ -284,6 +285,25 @@ def build_training_job(run: dict[str, Any], spec: TrainingRunSpec, settings: Ope
     }
 
 
+def build_trainer_metrics_service(run: dict[str, Any], personalai: str) -> dict[str, Any]:
+    """A headless Service for Prometheus to find the trainer pod's metrics port, owned by the run.
+
+    Named like the Job (a Service name may not grow past it: both are 63-character labels). It selects
+    by the Job's own name label (set by the Job controller) as well as the run's, so it never picks up
+    another run's trainer.
+    """
+    run_name = run["metadata"]["name"]
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _run_metadata(run, run_name, personalai),
+        "spec": {
+            "clusterIP": "None",
+            "selector": {**naming.run_labels(personalai, run_name), JOB_NAME_LABEL: run_name},
+            "ports": [{"name": "metrics", "port": TRAINER_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
+        },
+    }
+
+
 def build_run_children(run: dict[str, Any], spec: TrainingRunSpec, display_name: str,
                        settings: OperatorSettings, current_adapter: str | None = None,
                        memory: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -295,6 +315,7 @@ def build_run_children(run: dict[str, Any], spec: TrainingRunSpec, display_name:
         build_service_account(run, spec.personal_ai),
         build_role(run, spec.personal_ai),
         build_role_binding(run, spec.personal_ai),
+        build_trainer_metrics_service(run, spec.personal_ai),
         build_training_job(run, spec, settings),
     ]
 

@@ -18,6 +18,7 @@ from personalai_contracts.run_report import (
     SHA256_HEX,
     Artifact,
     StatusModel,
+    ThermalReport,
     TrainingProgress,
     ValidationResult,
 )
@@ -108,6 +109,18 @@ class PersonalityMode(CamelModel):
     memory: MemoryOverride | None = Field(None, description="This mode's changes to serving.memory.")
 
 
+class ABTest(CamelModel):
+    """A candidate adapter served beside the current one to a share of new chat sessions."""
+
+    candidate_version: str = Field(min_length=1, max_length=63, description="An adapter of this PersonalAI's "
+                                   "status.adapterHistory that passed validation, other than the current one.")
+    share: int = Field(50, ge=0, le=100, description="Percent of new sessions given the candidate (a session keeps "
+                       "the adapter it started with).")
+    decision: Literal["Promote", "Drop"] | None = Field(
+        None, description="Promote: the candidate becomes the current adapter; Drop: the candidate stops serving. "
+        "Either ends the test; status.abTest records the outcome.")
+
+
 class ServingConfig(CamelModel):
     """How the trained model is served for chat."""
 
@@ -149,6 +162,8 @@ class ServingConfig(CamelModel):
                                  "product's conversation memory, and it fits a small model's context.")
     memory: MemoryConfig = Field(default_factory=MemoryConfig,
                                  description="Recall of the person's own reflections into the prompt at chat time.")
+    ab_test: ABTest | None = Field(None, description="Serve a candidate adapter beside the current one (in the "
+                                   "same chat server, no extra model slot) and compare them in status.abTest.")
 
 
 class RetentionConfig(CamelModel):
@@ -215,6 +230,39 @@ class AccessStatus(StatusModel):
     token_sha256: str = Field(pattern=SHA256_HEX, description="Hex sha256 of the token's UTF-8 bytes.")
 
 
+class VersionStats(StatusModel):
+    """One adapter version's figures from the chat server's stats (counts only, never text)."""
+
+    sessions: int = Field(0, ge=0, description="Sessions assigned this version (stored, survive restarts).")
+    replies: int = Field(0, ge=0, description="Replies since the chat server started.")
+    errors: int = Field(0, ge=0, description="Failed replies since the chat server started.")
+    ratings_up: int = Field(0, ge=0, description="Replies rated up.")
+    ratings_down: int = Field(0, ge=0, description="Replies rated down.")
+    latency_ms_p50: float | None = Field(None, description="Median reply latency since the server started, ms.")
+    latency_ms_p95: float | None = Field(None, description="95th percentile reply latency, ms.")
+
+
+class ABTestStatus(StatusModel):
+    """What became of spec.serving.abTest."""
+
+    candidate_version: str | None = Field(None, description="The candidate adapter version.")
+    share: int | None = Field(None, ge=0, le=100, description="Percent of new sessions given the candidate.")
+    phase: Literal["Running", "Promoted", "Dropped", "Invalid"] = Field(description="Running, Promoted, Dropped "
+                                                                         "or Invalid (message names the field).")
+    message: str = Field("", max_length=2048, description="In words, with both versions.")
+    versions: dict[str, VersionStats] = Field(default_factory=dict, json_schema_extra={"maxProperties": 64},
+                                              description="The chat server's figures by adapter version.")
+    observed_at: str | None = Field(None, json_schema_extra={"format": "date-time"},
+                                    description="When the figures last changed.")
+
+
+class RatingCounts(StatusModel):
+    """Ratings of one adapter version's replies."""
+
+    up: int = Field(0, ge=0, description="Replies rated up.")
+    down: int = Field(0, ge=0, description="Replies rated down.")
+
+
 # ---- PersonalAI ----------------------------------------------------------------------------
 
 class PersonalAISpec(CamelModel):
@@ -255,6 +303,9 @@ class PersonalAIStatus(StatusModel):
                                                  description="Earlier adapters, newest first, for rollback.")
     endpoint: str | None = Field(None, description="URL of the chat server.")
     access: AccessStatus | None = Field(None, description="The person's bearer token: where it is, and its digest.")
+    ab_test: ABTestStatus | None = Field(None, description="The A/B test of spec.serving.abTest.")
+    ratings: dict[str, RatingCounts] = Field(default_factory=dict, json_schema_extra={"maxProperties": 64},
+                                             description="Ratings by adapter version, from the chat server.")
 
 
 # ---- TrainingRun ---------------------------------------------------------------------------
@@ -294,6 +345,7 @@ class TrainingRunStatus(StatusModel):
     progress: TrainingProgress | None = Field(None, description="Live progress from the trainer.")
     artifact: Artifact | None = Field(None, description="The adapter written.")
     validation: ValidationResult | None = Field(None, description="Validation metrics.")
+    thermal: ThermalReport | None = Field(None, description="The GPU temperature limit at work, from the trainer.")
     node: str | None = Field(None, description="Node the trainer pod runs on.")
     job_name: str | None = Field(None, description="The Job running the trainer.")
     start_time: str | None = Field(None, json_schema_extra={"format": "date-time"}, description="When the trainer started.")

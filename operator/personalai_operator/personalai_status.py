@@ -71,7 +71,9 @@ def derive_personalai_status(verdict: DataVerdict, run: dict[str, Any] | None, p
                              access: dict[str, str] | None = None) -> dict[str, Any]:
     """Every status field of the PersonalAI; `status` is the current one (conditions keep their times).
 
-    `suspended`: spec.suspend, so no run is made (`run` is None); `access`: status.access (serving.access_status)."""
+    `suspended`: spec.suspend, so no run is made (`run` is None); `access`: status.access (serving.access_status).
+    An A/B test's Promote (serving.promotion) decides the adapters over `promotion`."""
+    promotion = serving.promotion or promotion
     conditions = list(status.get("conditions") or [])
     trained = _suspended(promotion) if suspended else _trained(verdict, run, promotion)
     for type_, (value, reason, message) in (("DataReady", (verdict.ready, verdict.reason, verdict.message)),
@@ -83,7 +85,7 @@ def derive_personalai_status(verdict: DataVerdict, run: dict[str, Any] | None, p
         "phase": _phase(verdict, run, promotion, serving, suspended), "conditions": conditions,
         "observedGeneration": generation, "dataAssessment": verdict.assessment, "latestTrainingRun": _name(run),
         "currentAdapter": promotion.current, "adapterHistory": promotion.history, "endpoint": serving.endpoint,
-        "access": access,
+        "access": access, "abTest": serving.ab_test, "ratings": serving.ratings,
     }
     # A merge patch: a field left out keeps its value (an endpoint outlives a pass that rolled nothing out).
     return {key: value for key, value in fields.items() if value is not None}

@@ -31,7 +31,8 @@ FAILURE_ADVICE = {
 }
 # Reset when a run starts over: what the last attempt's Job and trainer wrote.
 ATTEMPT_FIELDS = ("jobName", "node", "startTime", "completionTime", "queuedSeconds", "progress", "artifact",
-                  "validation")
+                  "validation", "thermal")
+THROTTLED = "GpuThrottled"  # the condition and the Event of the trainer's GPU temperature limit
 
 
 @dataclass
@@ -136,6 +137,15 @@ def failure_reason(failed: dict[str, Any], pod: dict[str, Any] | None) -> tuple[
     return reason, f"{reason}: {FAILURE_ADVICE[reason]} ({exit_text}Job {job_reason})."
 
 
+def thermal_condition(thermal: dict[str, Any], generation: int | None) -> dict[str, Any]:
+    """GpuThrottled, from the trainer's status.thermal: True while it waits for the GPU to cool."""
+    words = (f"GPU at {thermal.get('lastTemperatureC')} C, limit {thermal.get('limitC')} C; paused "
+             f"{thermal.get('pausedSeconds', 0)} s in {thermal.get('episodes', 0)} episode(s).")
+    if thermal.get("throttling"):
+        return make_condition(THROTTLED, True, "AboveTemperatureLimit", f"Paused or slowed: {words}", generation)
+    return make_condition(THROTTLED, False, "WithinTemperatureLimit", words, generation)
+
+
 def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], status: dict[str, Any],
                       generation: int | None = None, now: str | None = None,
                       validation: dict[str, Any] | None = None) -> RunStatusUpdate:
@@ -187,6 +197,8 @@ def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], st
     else:
         put("Failed", False, "NoFailure", "The trainer Job has not failed.")
     conditions = set_condition(conditions, validated_condition(validation, generation), now)
+    if status.get("thermal"):
+        conditions = set_condition(conditions, thermal_condition(status["thermal"], generation), now)
 
     fields: dict[str, Any] = {"phase": phase, "conditions": conditions, "message": message[:1000],
                               "observedGeneration": generation}
@@ -221,6 +233,10 @@ def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], st
     if new_validated["status"] != "Unknown" and (old_validated or {}).get("status") != new_validated["status"]:
         events.append(RunEvent("Normal" if new_validated["status"] == "True" else "Warning",
                                new_validated["reason"], new_validated["message"]))
+    old_throttled = find_condition(status.get("conditions"), THROTTLED) or {}
+    new_throttled = find_condition(conditions, THROTTLED) or {}
+    if new_throttled.get("status") == "True" and old_throttled.get("status") != "True":
+        events.append(RunEvent("Warning", THROTTLED, new_throttled["message"]))  # once per throttle episode
     return RunStatusUpdate(fields=fields, events=events)
 
 

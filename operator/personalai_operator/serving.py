@@ -69,11 +69,14 @@ def recorded_digest(version: str | None, current: dict[str, Any] | None,
 
 
 def build_server_config(personalai: dict[str, Any], spec: PersonalAISpec, settings: OperatorSettings,
-                        adapter_version: str | None, adapter_sha256: str | None = None) -> dict[str, Any]:
+                        adapter_version: str | None, adapter_sha256: str | None = None,
+                        candidate: dict[str, Any] | None = None) -> dict[str, Any]:
     """The server's config file (personalai_server.config.ServerConfig; a unit test validates it).
 
     `adapter_sha256` is the served version's manifest sha256 as the trainer reported it: the server
-    refuses an adapter folder whose manifest has another (a changed or swapped adapter)."""
+    refuses an adapter folder whose manifest has another (a changed or swapped adapter). `candidate`
+    ({version, manifestSha256, share}, ab_test.plan_ab_test) is served beside it by the same engine
+    from the same adapter dir: no second model slot."""
     serving = spec.serving
     modes = {name: server_mode(mode) for name, mode in serving.personality_modes.items()}
     conversation: dict[str, Any] = {
@@ -96,7 +99,7 @@ def build_server_config(personalai: dict[str, Any], spec: PersonalAISpec, settin
     adapter: dict[str, Any] = {"version": adapter_version, "dir": ARTIFACTS_DIR}
     if adapter_version and adapter_sha256:
         adapter["manifestSha256"] = adapter_sha256
-    return {
+    config = {
         "persona": {"displayName": spec.display_name, "personalAI": personalai["metadata"]["name"]},
         "engine": engine,
         "adapter": adapter,
@@ -106,6 +109,9 @@ def build_server_config(personalai: dict[str, Any], spec: PersonalAISpec, settin
         "listen": {"host": "0.0.0.0", "port": SERVER_PORT},
         "reloadIntervalSeconds": 5,
     }
+    if adapter_version and candidate:
+        config["candidate"] = candidate
+    return config
 
 
 def server_mode(mode: PersonalityMode) -> dict[str, Any]:

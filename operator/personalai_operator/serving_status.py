@@ -14,6 +14,7 @@ from typing import Any
 
 from personalai_operator.conditions import find_condition
 from personalai_operator.model_slots import MODEL_SLOT, exhausted_message
+from personalai_operator.promotion import Promotion
 
 WAITING_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
                    "CreateContainerConfigError", "CreateContainerError", "ImageNotMappedForDevAgent")
@@ -22,13 +23,18 @@ DISABLED = "Disabled"
 
 @dataclass(frozen=True)
 class ServingObservation:
-    """The `Serving` condition, and which adapter the chat server was rolled out with (if any)."""
+    """The `Serving` condition, and which adapter the chat server was rolled out with (if any);
+    with it, status.abTest and status.ratings (None: leave them as they are), and the adapters as an
+    A/B test's Promote left them (None: as promotion decided)."""
 
     serving: bool
     reason: str
     message: str
     version: str | None = None
     endpoint: str | None = None
+    ab_test: dict[str, Any] | None = None
+    ratings: dict[str, dict[str, int]] | None = None
+    promotion: Promotion | None = None
 
 
 def disabled() -> ServingObservation:

@@ -83,6 +83,17 @@ class Adapter(_Model):
         return resolve(self.dir) / version
 
 
+ADAPTER_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class Candidate(_Model):
+    """A second adapter version served beside adapter.version (an A/B test), from the same adapter.dir
+    and in the same engine: `share` percent of NEW sessions get it; a session keeps what it got."""
+    version: str = Field(pattern=ADAPTER_VERSION_PATTERN)
+    manifest_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    share: int = Field(ge=0, le=100)
+
+
 _MEMORY_DEFAULTS = MemorySettings()
 
 
@@ -245,6 +256,8 @@ class ServerConfig(_Model):
     persona: Persona
     engine: Engine
     adapter: Adapter = Field(default_factory=Adapter)
+    # None: no A/B test, every session gets adapter.version.
+    candidate: Candidate | None = None
     conversation: Conversation = Field(default_factory=Conversation)
     storage: Storage = Field(default_factory=Storage)
     auth: Auth = Field(default_factory=Auth)
@@ -257,6 +270,12 @@ class ServerConfig(_Model):
     def _max_tokens_within_limit(self) -> ServerConfig:
         if self.conversation.max_tokens > self.limits.max_tokens:
             raise ValueError("conversation.maxTokens must not exceed limits.maxTokens")
+        return self
+
+    @model_validator(mode="after")
+    def _candidate_beside_an_adapter(self) -> ServerConfig:
+        if self.candidate is not None and self.candidate.version == self.adapter.version:
+            raise ValueError("candidate.version must differ from adapter.version")
         return self
 
 

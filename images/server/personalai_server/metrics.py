@@ -47,6 +47,19 @@ class ServerMetrics:
             "personalai_server_adapter_refusals", "Adapter versions refused before loading, by reason",
             ["version", "reason"], registry=self.registry,
         )
+        # Labels are versions and fixed words only, never text.
+        self.replies = Counter(
+            "personalai_server_replies", "Replies by adapter version and outcome (ok, error, cancelled)",
+            ["version", "outcome"], registry=self.registry,
+        )
+        self.ratings = Counter(
+            "personalai_server_ratings", "Ratings given to replies, by adapter version and rating (up, down)",
+            ["version", "rating"], registry=self.registry,
+        )
+        self.sessions_assigned = Counter(
+            "personalai_server_sessions_assigned", "New sessions by the adapter version and A/B variant they got",
+            ["version", "variant"], registry=self.registry,
+        )
         self.model_ready = Gauge("personalai_server_model_ready", "1 once the model is loaded", registry=self.registry)
 
     def observe_adapters(self, loaded: list[str], active: str | None) -> None:

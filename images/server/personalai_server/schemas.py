@@ -47,6 +47,8 @@ class MessageOut(_Camel):
     content: str
     timestamp: float
     metadata: dict[str, Any] | None = None
+    message_id: int | None = None
+    rating: Literal["up", "down"] | None = None  # the person's rating of this reply, if any
 
 
 class SessionOut(_Camel):
@@ -99,12 +101,48 @@ class ResponseMetadata(_Camel):
         "engines, which do not return token probabilities here."))
     # Ids of the memories put into the prompt, best first; never their text.
     memories: list[str] = Field(default_factory=list)
+    # The A/B variant of the session; variantFallback: its assigned version is no longer served.
+    variant: Literal["current", "candidate"] = "current"
+    variant_fallback: bool | None = None
 
 
 class ChatResponse(_Camel):
     response: str
     session_id: str
     metadata: ResponseMetadata
+    message_id: int | None = None  # of the stored reply: what the rating route takes
+
+
+class RatingRequest(_Camel):
+    rating: Literal["up", "down"]
+    note: str | None = Field(default=None, max_length=500)
+
+
+class RatingOut(_Camel):
+    session_id: str
+    message_id: int
+    rating: Literal["up", "down"]
+    adapter_version: str | None
+
+
+class VersionStats(_Camel):
+    sessions: int
+    replies: int
+    errors: int
+    ratings_up: int
+    ratings_down: int
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+
+
+class CandidateOut(_Camel):
+    version: str
+    share: int
+
+
+class StatsOut(_Camel):
+    versions: dict[str, VersionStats]
+    candidate: CandidateOut | None
 
 
 class ErrorBody(BaseModel):

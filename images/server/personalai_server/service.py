@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,19 +28,46 @@ from .audit import AuditLog
 from .auth import Principal
 from .config import Adapter, ServerConfig, memory_settings
 from .engines import Engine, EngineError, GenerationParams, GenerationStats
-from .engines.base import AdapterError, GenerationTimeoutError
+from .engines.base import BASE_MODEL, AdapterError, GenerationTimeoutError
 from .errors import APIError
 from .limits import RateLimiter, StreamSlots, retry_after_header
 from .memory import NO_RECALL, Memories, MemoryIndex
 from .metrics import ServerMetrics
 from .prompts import PromptTooLongError, build_messages, build_system_prompt, resolve_sampling
 from .schemas import SessionSettings
-from .storage import SessionStore, StoredSession
+from .storage import BASE_VERSION, Assignment, SessionStore, StoredSession
 
 log = logging.getLogger(__name__)
 
 Piece = TypeVar("Piece")
 ALL_SOCKETS = "*"  # no token owner (a sha256 in hex) is spelled so
+LATENCY_SAMPLES = 1000  # the recent replies per version whose latency the stats route's percentiles cover
+
+
+def pick_variant(session_id: str, share: int) -> str:
+    """The A/B variant of a new session: the same for the same id, `share` percent "candidate"."""
+    return "candidate" if int(hashlib.sha256(session_id.encode()).hexdigest()[:8], 16) % 100 < share else "current"
+
+
+def percentile(samples: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile of `samples` (None when there are none)."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, max(0, int(fraction * len(ordered) + 0.999999) - 1))], 2)
+
+
+@dataclass
+class VersionFigures:
+    """What one adapter version did since this process started (the stats route adds stored counts)."""
+    replies: int = 0
+    errors: int = 0
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+
+    def describe(self) -> dict[str, Any]:
+        samples = list(self.latencies_ms)
+        return {"replies": self.replies, "errors": self.errors,
+                "latencyMsP50": percentile(samples, 0.5), "latencyMsP95": percentile(samples, 0.95)}
 
 
 @dataclass
@@ -54,6 +83,10 @@ class Turn:
     stats: GenerationStats = field(default_factory=GenerationStats)
     reply: str = ""
     metadata: dict[str, Any] | None = None
+    variant: str = "current"
+    # True when the session's stored version is no longer served and it got the current one instead.
+    variant_fallback: bool = False
+    message_id: int | None = None  # of the stored reply, once stored
 
 
 class ChatService:
@@ -79,6 +112,7 @@ class ChatService:
         self.shutdown_deadline: float | None = None
         # vLLM-style names callers gave adapter versions with /v1/load_lora_adapter: name -> version.
         self.lora_names: dict[str, str] = {}
+        self.version_figures: dict[str, VersionFigures] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -217,9 +251,34 @@ class ChatService:
                 429, "too_many_sessions", "limits.maxSessionsPerToken reached: delete a session first", None,
                 {"Retry-After": "60"},
             )
-        session = self.store.create_session(principal.owner, title, settings.model_dump(by_alias=True))
+        session = self.store.create_session(principal.owner, title, settings.model_dump(by_alias=True), self.assign)
         self.audit.record("session.create", owner=principal.short_id, session=session.id)
         return session
+
+    def assign(self, session_id: str) -> Assignment:
+        """The adapter a new session keeps: the candidate for its share of sessions, else the current one."""
+        candidate = self.config.candidate
+        if candidate is not None and pick_variant(session_id, candidate.share) == "candidate":
+            assignment = Assignment("candidate", candidate.version)
+        else:
+            assignment = Assignment("current", self.engine.active_adapter)
+        self.metrics.sessions_assigned.labels(version=assignment.version or BASE_VERSION,
+                                              variant=assignment.variant).inc()
+        return assignment
+
+    def served_version(self, session: StoredSession) -> tuple[str, str | None, bool]:
+        """(variant, adapter version, fell back) of a turn of `session`: what it was assigned while
+        that is still served, else the current adapter (sessions older than A/B have no assignment)."""
+        assignment = self.store.assignment(session.id)
+        current = self.engine.active_adapter
+        if assignment is None or assignment.version == current:
+            return "current", current, False
+        candidate = self.config.candidate
+        if candidate is not None and assignment.version == candidate.version:
+            if candidate.manifest_sha256 is not None:  # the engine loads it only from a folder with this manifest
+                self.engine.recorded_digests[candidate.version] = candidate.manifest_sha256
+            return "candidate", candidate.version, False
+        return "current", current, True
 
     def delete_session(self, principal: Principal, session_id: str) -> None:
         """Delete the caller's session with its messages (erased from the database files); 404 if none."""
@@ -277,17 +336,19 @@ class ChatService:
         system_prompt = build_system_prompt(
             mode, self.config.persona.display_name, settings.enable_emotional_tone, conversation
         )
-        # The session's adapter is the active one (a turn names no other); the base model has no memory.
+        # The session's adapter (its A/B variant's); the base model has no memory.
+        variant, version, fallback = self.served_version(session)
         recall_settings = memory_settings(conversation, mode, settings.memory)
         messages, recall = await self.grounded_messages(
-            self.engine.active_adapter, system_prompt, recall_settings, history, user_text,
+            version, system_prompt, recall_settings, history, user_text,
             lambda prompt: self.fit_messages(prompt, history, user_text, max_tokens),
         )
         # Trimming kept back at most half the context for the reply; a longer one is cut to what is left.
         max_tokens = self.check_context(self.engine.count_tokens(messages), max_tokens, "message", requested=False)
-        params = GenerationParams(max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
+        params = GenerationParams(max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+                                  adapter=BASE_MODEL if version is None else version)
         return Turn(principal, session, user_text, messages, mode_name, params, history_messages=len(messages) - 2,
-                    memories=recall.ids)
+                    memories=recall.ids, variant=variant, variant_fallback=fallback)
 
     # --- adapters -----------------------------------------------------------------------------
 
@@ -386,23 +447,60 @@ class ChatService:
     async def generation(self, stream: AsyncIterator[Piece], stats: GenerationStats) -> AsyncIterator[Piece]:
         """An engine stream as the API sees it: engine failures as API errors (their messages hold no
         request text), and the metrics kept however it ends (stopped early counts as cancelled)."""
-        completed = False
+        outcome = "cancelled"  # unless it completes or fails
         try:
-            async with contextlib.aclosing(stream) as pieces:
+            async with contextlib.aclosing(self._engine_errors(stream)) as pieces:
                 async for piece in pieces:
                     self.check_not_stopping()
                     yield piece
-            completed = True
+            outcome = "ok"
+        except APIError:
+            outcome = "error"
+            raise
+        finally:
+            self.observe_outcome(stats, outcome)
+        self.observe(stats)
+
+    async def _engine_errors(self, stream: AsyncIterator[Piece]) -> AsyncIterator[Piece]:
+        """Engine failures as API errors (their messages hold no request text)."""
+        try:
+            async with contextlib.aclosing(stream) as pieces:
+                async for piece in pieces:
+                    yield piece
         except AdapterError as error:
             raise APIError(503, "adapter_unavailable", str(error), None) from None
         except GenerationTimeoutError as error:
             raise APIError(504, "generation_timeout", str(error), None) from None
         except EngineError as error:
             raise APIError(502, "engine_error", str(error), None) from None
-        finally:
-            if not completed:
-                self.metrics.cancelled.inc()
-        self.observe(stats)
+
+    def observe_outcome(self, stats: GenerationStats, outcome: str) -> None:
+        """Count a reply of its adapter version as ok, error or cancelled (a client that left)."""
+        version = stats.adapter_version or BASE_VERSION
+        self.metrics.replies.labels(version=version, outcome=outcome).inc()
+        figures = self.version_figures.setdefault(version, VersionFigures())
+        if outcome == "ok":
+            figures.replies += 1
+            figures.latencies_ms.append(stats.total_seconds * 1000)
+            return
+        self.metrics.cancelled.inc()  # any generation that did not finish, as it always counted
+        if outcome == "error":
+            figures.errors += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Per adapter version: sessions and ratings (stored), replies, errors, latency (this process)."""
+        stored = self.store.version_counts()
+        versions = {}
+        for version in sorted({*stored, *self.version_figures}):
+            counts = stored.get(version, {"sessions": 0, "ratingsUp": 0, "ratingsDown": 0})
+            figures = self.version_figures.get(version, VersionFigures()).describe()
+            versions[version] = {"sessions": counts["sessions"], "replies": figures["replies"],
+                                 "errors": figures["errors"], "ratingsUp": counts["ratingsUp"],
+                                 "ratingsDown": counts["ratingsDown"], "latencyMsP50": figures["latencyMsP50"],
+                                 "latencyMsP95": figures["latencyMsP95"]}
+        candidate = self.config.candidate
+        return {"versions": versions,
+                "candidate": None if candidate is None else {"version": candidate.version, "share": candidate.share}}
 
     def reply(self, messages: list[dict[str, str]], params: GenerationParams, stats: GenerationStats) -> AsyncIterator[str]:
         """The text pieces of the reply to `messages`."""
@@ -417,7 +515,9 @@ class ChatService:
                 yield piece
         turn.reply = "".join(pieces)
         turn.metadata = self.describe(turn)
-        if not self.store.append_exchange(turn.principal.owner, turn.session.id, turn.user_text, turn.reply, turn.metadata):
+        turn.message_id = self.store.append_exchange(turn.principal.owner, turn.session.id, turn.user_text,
+                                                     turn.reply, turn.metadata)
+        if turn.message_id is None:
             log.info("session deleted while replying; reply not stored (token %s)", turn.principal.short_id)
 
     async def complete(self, turn: Turn) -> str:
@@ -447,6 +547,8 @@ class ChatService:
             "finishReason": stats.finish_reason,
             "confidence": stats.confidence,
             "memories": list(turn.memories),
+            "variant": turn.variant,
+            **({"variantFallback": True} if turn.variant_fallback else {}),
         }
 
     def observe(self, stats: GenerationStats) -> None:

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,24 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_session ON messages(session_id, id);
+-- The adapter version (and A/B variant) a session was given when it was made: sticky for its life.
+CREATE TABLE IF NOT EXISTS assignments (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+    variant TEXT NOT NULL CHECK (variant IN ('current', 'candidate')),
+    version TEXT
+);
+-- A person's rating of one reply (the version that wrote it copied, so counts need no JSON).
+CREATE TABLE IF NOT EXISTS ratings (
+    message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+    rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    note TEXT,
+    version TEXT,
+    created_at REAL NOT NULL
+);
 """
+
+# The stats key of replies and sessions of the base model alone (no adapter version).
+BASE_VERSION = "base"
 
 
 @dataclass
@@ -55,6 +73,21 @@ class StoredMessage:
     content: str
     created_at: float
     metadata: dict[str, Any] | None = None
+    id: int | None = None
+    rating: str | None = None  # "up" | "down" on a rated assistant message
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    variant: str  # "current" | "candidate"
+    version: str | None
+
+
+@dataclass(frozen=True)
+class Rating:
+    rating: str
+    version: str | None
 
 
 @dataclass
@@ -87,15 +120,84 @@ class SessionStore:
         with self._lock:
             self._db.close()
 
-    def create_session(self, owner: str, title: str, settings: dict[str, Any]) -> StoredSession:
+    def create_session(self, owner: str, title: str, settings: dict[str, Any],
+                       assign: Callable[[str], Assignment] | None = None) -> StoredSession:
+        """A new session; `assign(session id)`, if given, is the adapter it keeps (stored with it)."""
         now = self._clock()
         session = StoredSession(uuid.uuid4().hex, owner, title, settings, now, now)
+        assignment = assign(session.id) if assign else None
         with self._lock:
-            self._db.execute(
-                "INSERT INTO sessions (id, owner, title, settings, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (session.id, owner, title, json.dumps(settings), now, now),
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO sessions (id, owner, title, settings, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (session.id, owner, title, json.dumps(settings), now, now),
+                )
+                if assignment is not None:
+                    self._db.execute("INSERT INTO assignments (session_id, variant, version) VALUES (?, ?, ?)",
+                                     (session.id, assignment.variant, assignment.version))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         return session
+
+    def assignment(self, session_id: str) -> Assignment | None:
+        with self._lock:
+            row = self._db.execute("SELECT variant, version FROM assignments WHERE session_id = ?",
+                                   (session_id,)).fetchone()
+        return None if row is None else Assignment(row[0], row[1])
+
+    def rate(self, owner: str, session_id: str, message_id: int, rating: str, note: str | None) -> Rating | None:
+        """Rate (or re-rate) an assistant message of the owner's session; None if there is no such
+        message (a user message counts as none: only replies are rated)."""
+        with self._lock:
+            row = self._assistant_message(owner, session_id, message_id)
+            if row is None:
+                return None
+            version = (json.loads(row[0]) if row[0] else {}).get("adapterVersion")
+            earlier = self._db.execute("SELECT note FROM ratings WHERE message_id = ?", (message_id,)).fetchone()
+            self._db.execute(
+                "INSERT OR REPLACE INTO ratings (message_id, rating, note, version, created_at) VALUES (?, ?, ?, ?, ?)",
+                (message_id, rating, note, version, self._clock()),
+            )
+            if earlier is not None and earlier[0]:  # a replaced note is erased like deleted text
+                self._erase_wal()
+        return Rating(rating, version)
+
+    def unrate(self, owner: str, session_id: str, message_id: int) -> bool:
+        """Remove the rating of the message (erased like deleted text); False if there is no such message."""
+        with self._lock:
+            if self._assistant_message(owner, session_id, message_id) is None:
+                return False
+            cursor = self._db.execute("DELETE FROM ratings WHERE message_id = ?", (message_id,))
+            if cursor.rowcount:
+                self._erase_wal()
+        return True
+
+    def _assistant_message(self, owner: str, session_id: str, message_id: int):
+        return self._db.execute(
+            "SELECT m.metadata FROM messages m JOIN sessions s ON s.id = m.session_id "
+            "WHERE m.id = ? AND s.id = ? AND s.owner = ? AND m.role = 'assistant'",
+            (message_id, session_id, owner),
+        ).fetchone()
+
+    def version_counts(self) -> dict[str, dict[str, int]]:
+        """Per adapter version (BASE_VERSION for none), over every token: sessions assigned to it and
+        ratings up and down of its replies. Numbers only."""
+        counts: dict[str, dict[str, int]] = {}
+
+        def entry(version: str | None) -> dict[str, int]:
+            return counts.setdefault(version or BASE_VERSION, {"sessions": 0, "ratingsUp": 0, "ratingsDown": 0})
+
+        with self._lock:
+            sessions = self._db.execute("SELECT version, COUNT(*) FROM assignments GROUP BY version").fetchall()
+            ratings = self._db.execute("SELECT version, rating, COUNT(*) FROM ratings GROUP BY version, rating").fetchall()
+        for version, count in sessions:
+            entry(version)["sessions"] += count
+        for version, rating, count in ratings:
+            entry(version)["ratingsUp" if rating == "up" else "ratingsDown"] += count
+        return counts
 
     def count_sessions(self, owner: str) -> int:
         with self._lock:
@@ -163,8 +265,9 @@ class SessionStore:
 
     def append_exchange(
         self, owner: str, session_id: str, user_text: str, reply: str, metadata: dict[str, Any]
-    ) -> bool:
-        """Store a question and its answer together (so history never holds half an exchange)."""
+    ) -> int | None:
+        """Store a question and its answer together (so history never holds half an exchange); the
+        id of the answer, or None if the session is gone."""
         now = self._clock()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -174,19 +277,15 @@ class SessionStore:
                 )
                 if cursor.rowcount == 0:
                     self._db.execute("ROLLBACK")
-                    return False
-                self._db.executemany(
-                    "INSERT INTO messages (session_id, role, content, metadata, created_at) VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (session_id, "user", user_text, None, now),
-                        (session_id, "assistant", reply, json.dumps(metadata), now),
-                    ],
-                )
+                    return None
+                insert = "INSERT INTO messages (session_id, role, content, metadata, created_at) VALUES (?, ?, ?, ?, ?)"
+                self._db.execute(insert, (session_id, "user", user_text, None, now))
+                answer = self._db.execute(insert, (session_id, "assistant", reply, json.dumps(metadata), now))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return True
+        return answer.lastrowid
 
     def purge_expired(self, retention_days: float) -> int:
         """Delete sessions not used for `retention_days`, with their messages; returns how many."""
@@ -207,7 +306,8 @@ class SessionStore:
 
     def _messages(self, session_id: str) -> list[StoredMessage]:
         rows = self._db.execute(
-            "SELECT role, content, created_at, metadata FROM messages WHERE session_id = ? ORDER BY id", (session_id,)
+            "SELECT m.role, m.content, m.created_at, m.metadata, m.id, r.rating, r.note FROM messages m "
+            "LEFT JOIN ratings r ON r.message_id = m.id WHERE m.session_id = ? ORDER BY m.id", (session_id,)
         ).fetchall()
         return [_message_from_row(row) for row in rows]
 
@@ -217,4 +317,4 @@ def _session_from_row(row) -> StoredSession:
 
 
 def _message_from_row(row) -> StoredMessage:
-    return StoredMessage(row[0], row[1], row[2], json.loads(row[3]) if row[3] else None)
+    return StoredMessage(row[0], row[1], row[2], json.loads(row[3]) if row[3] else None, *row[4:])

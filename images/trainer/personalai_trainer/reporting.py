@@ -207,8 +207,14 @@ class TrainerMetrics:
         self.micro_batch = gauge("personalai_trainer_micro_batch_rows", "Packed rows per forward pass")
         self.vram = gauge("personalai_trainer_vram_used_mib", "GPU memory used (MiB)")
         self.gpu_utilization = gauge("personalai_trainer_gpu_utilization_percent", "GPU utilization")
+        self.gpu_temperature = gauge("personalai_trainer_gpu_temperature_celsius", "GPU temperature (C)")
+        self.eta = gauge("personalai_trainer_eta_seconds", "Estimated seconds until the run's last step")
         self.oom_recoveries = Counter("personalai_trainer_oom_recoveries", "Steps retried after out-of-memory",
                                       labelnames=list(labels), registry=self.registry).labels(**labels)
+        # Exposed as personalai_trainer_thermal_paused_seconds_total (the client adds the suffix).
+        self.thermal_paused_seconds = Counter(
+            "personalai_trainer_thermal_paused_seconds", "Seconds training paused for the GPU temperature limit",
+            labelnames=list(labels), registry=self.registry).labels(**labels)
         self.server = None
         if port:
             # The dev node agent gives each pod its own loopback address; in a real pod this is 0.0.0.0.
@@ -221,7 +227,8 @@ class TrainerMetrics:
         self.tokens_per_second.set(progress["tokensPerSecond"])
         self.micro_batch.set(progress["microBatchSize"])
         for key, metric in (("loss", self.loss), ("evalLoss", self.eval_loss), ("vramUsedMiB", self.vram),
-                            ("gpuUtilization", self.gpu_utilization)):
+                            ("gpuUtilization", self.gpu_utilization), ("gpuTemperatureC", self.gpu_temperature),
+                            ("etaSeconds", self.eta)):
             if key in progress:
                 metric.set(progress[key])
 

@@ -30,6 +30,7 @@ class RunResult:
     metrics: dict
     passed: bool
     resumed_from_step: int | None
+    thermal: dict | None = None  # status.thermal as last reported (None: no GPU temperature to act on)
 
 
 def main(config: TrainerConfig) -> RunResult:
@@ -59,6 +60,7 @@ def main(config: TrainerConfig) -> RunResult:
     from personalai_trainer.packing import pack_examples, shuffle_rows
     from personalai_trainer.schedule import learning_rate_at
     from personalai_trainer.telemetry import read_gpu
+    from personalai_trainer.thermal import ThermalGuard
 
     # --- config: check everything that can fail before anything slow starts --------------------------
     training = config.training
@@ -156,7 +158,13 @@ def main(config: TrainerConfig) -> RunResult:
     snapshots: dict[int, dict] = {}  # LoRA weights of the epochs that may still be kept
     tokens_per_second = 0.0
     seconds_per_step: float | None = None
+    guard = ThermalGuard(training.thermal, lambda: read_gpu().get("gpuTemperatureC"))
     for step in range(start_step, total_steps):
+        throttled_before = guard.paused_seconds
+        guard.before_step()  # above the GPU temperature limit: wait here, between steps, never inside one
+        if guard.paused_seconds > throttled_before:
+            metrics.thermal_paused_seconds.inc(guard.paused_seconds - throttled_before)
+            log_event("gpu throttled", step=step, **guard.report())
         epoch, index = divmod(step, steps_per_epoch)
         rows = shuffle_rows(train_rows, training.seed, epoch)[index * step_rows:
                                                             (index + 1) * step_rows]
@@ -203,7 +211,7 @@ def main(config: TrainerConfig) -> RunResult:
                                   tokens_per_second=tokens_per_second, seconds_per_step=seconds_per_step,
                                   micro_batch=controller.micro_batch, gpu=read_gpu())
         metrics.observe(progress)
-        reporter.send({"progress": progress}, force=done == total_steps)
+        reporter.send(with_thermal({"progress": progress}, guard), force=done == total_steps)
 
     # --- validate: the kept epoch against the base model and the base model prompted in context ---------------
     selected_epoch = validation.choose_epoch(epochs_seen) if epochs_seen else training.epochs
@@ -247,12 +255,20 @@ def main(config: TrainerConfig) -> RunResult:
                                     total_epochs=training.epochs, loss=loss, eval_loss=eval_loss,
                                     tokens_per_second=tokens_per_second, seconds_per_step=seconds_per_step,
                                     micro_batch=controller.micro_batch, gpu=read_gpu())
-    reporter.send({"progress": final_progress,
-                   "artifact": {"location": config.paths.output, "manifestSha256": manifest_sha256,
-                                "adapterVersion": config.run.adapter_version},
-                   "validation": {**results, "passed": passed, "reasons": reasons}}, force=True)
+    reporter.send(with_thermal({"progress": final_progress,
+                                "artifact": {"location": config.paths.output, "manifestSha256": manifest_sha256,
+                                             "adapterVersion": config.run.adapter_version},
+                                "validation": {**results, "passed": passed, "reasons": reasons}}, guard),
+                  force=True)
     metrics.close()
-    return RunResult(output, manifest_sha256, run_metrics, passed, start_step if state else None)
+    return RunResult(output, manifest_sha256, run_metrics, passed, start_step if state else None,
+                     guard.report())
+
+
+def with_thermal(status: dict, guard) -> dict:
+    """The status report with status.thermal once there is a temperature to report."""
+    thermal = guard.report()
+    return {**status, "thermal": thermal} if thermal else status
 
 
 class CurrentAdapter:

@@ -161,7 +161,9 @@ def _announce(personalai: dict[str, Any], old: dict[str, Any], new: dict[str, An
         kube.emit_event(personalai, "Normal", "AdapterPromoted",
                         f"Adapter {promotion.current['version']} from TrainingRun "
                         f"{promotion.current.get('trainingRun')} passed validation and is now current.")
-        audit.write(audit.promotion_record(personalai, promotion.current, old.get("currentAdapter"), now_rfc3339()),
+    current, previous = new.get("currentAdapter"), old.get("currentAdapter")
+    if current and current.get("version") != (previous or {}).get("version"):  # a run's, or an A/B test's Promote
+        audit.write(audit.promotion_record(personalai, current, previous, now_rfc3339()),
                     SETTINGS.audit_log, SETTINGS.audit_keep_days)
 
 

@@ -34,6 +34,7 @@ from personalai_contracts.names import chat_server_name
 
 pytestmark = [pytest.mark.cluster, pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make browser)")]
 LEAD_COPY = Path("/tmp/gateway-chat-page.png")
+RATING_COPY = Path("/tmp/gateway-chat-page-rating.png")
 
 
 def own_address() -> str | None:
@@ -171,6 +172,7 @@ def test_the_brief_calls_and_the_chat_page_in_chromium(cluster, suite, two_names
         server.stop()
 
     shutil.copy(screenshot, LEAD_COPY)
+    shutil.copy(screenshot, RATING_COPY)
     print(f"screenshot: {screenshot} (copied to {LEAD_COPY})")
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 5000
     log = page_state["log"]
@@ -180,6 +182,11 @@ def test_the_brief_calls_and_the_chat_page_in_chromium(cluster, suite, two_names
     # What the page streamed is what the chat server stored, and reopening the session shows it again.
     assert "AI: " + stored["messages"][1]["content"] == log[1][1]
     assert page_state["reopened"] == log
+    # The rating the page sent is stored with the session and counted by the chat server, and shown again.
+    assert page_state["reopened_rating"] == "true"
+    version = stored["messages"][1]["metadata"]["adapterVersion"] or "base"
+    assert stored["messages"][1]["rating"] == "up"
+    assert page_state["stats"]["versions"][version]["ratingsUp"] == 1, page_state["stats"]
     assert page_state["refused_code"] == 4401, "an unknown token's socket is closed as the chat server closes it"
     events = page_state["socket"]
     assert [event["type"] for event in events[:2]] == ["ready", "session"], events
@@ -236,6 +243,10 @@ async def drive(cluster, suite, namespace, gateway, token, server, screenshot):
             document.getElementById('message').value = 'Hello through the gateway';
             document.getElementById('send').click(); true""")
         await page.wait("document.body.dataset.state === 'complete'", 60, "the streamed reply")
+        # Rate the streamed reply (issue 15): thumbs up with a note, through the gateway to the chat server.
+        await page.evaluate("""document.querySelector('#log .rating .rating-note').value = 'sounds like me';
+            document.querySelector('#log .rating .rate-up').click(); true""")
+        await page.wait("document.querySelector('#log .rating').dataset.rated === 'up'", 10, "the rating to be stored")
         await page.screenshot(screenshot)
         state = await page.evaluate("""({
             log: Array.from(document.querySelectorAll('#log .msg')).map((e) => [e.className, e.textContent]),
@@ -253,6 +264,10 @@ async def drive(cluster, suite, namespace, gateway, token, server, screenshot):
         await page.wait("document.querySelectorAll('#log .msg').length === 2", 10, "the reopened conversation")
         state["reopened"] = await page.evaluate(
             "Array.from(document.querySelectorAll('#log .msg')).map((e) => [e.className, e.textContent])")
+        state["reopened_rating"] = await page.evaluate(
+            "document.querySelector('#log .rating .rate-up').getAttribute('aria-pressed')")
+        state["stats"] = httpx.get(f"{gateway.url}/api/ai-echo/stats", headers={"Authorization": f"Bearer {token}"},
+                                   timeout=10).json()
         # The chat server's WebSocket through the gateway, as a browser must use it (no headers: auth frame).
         state["socket"] = await page.evaluate(SOCKET_TURN.replace("SESSION", json.dumps(session_id)))
         state["refused_code"] = await page.evaluate(SOCKET_REFUSED)

@@ -173,7 +173,7 @@ def test_without_known_api_server_addresses_trainers_get_dns_only(render):
     assert {port["port"] for port in dns["ports"]} == {53}
 
 
-def test_chat_servers_accept_only_the_gateway_on_their_http_port(render):
+def test_chat_servers_accept_only_the_gateway_and_the_operator_on_their_http_port(render):
     docs = render("--set", "networkPolicy.gateway.namespace=edge",
                   "--set", "networkPolicy.gateway.podLabels.app=gateway")
     server = _policies(docs, "family")["r-chat-server"]
@@ -186,7 +186,11 @@ def test_chat_servers_accept_only_the_gateway_on_their_http_port(render):
                  # The chart's own gateway (gateway.enabled, the default), in the release namespace.
                  {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": RELEASE_NS}},
                   "podSelector": {"matchLabels": {"app.kubernetes.io/name": "personalai", "app.kubernetes.io/instance": "r",
-                                                  "app.kubernetes.io/component": "gateway"}}}],
+                                                  "app.kubernetes.io/component": "gateway"}}},
+                 # The operator: status.abTest and status.ratings from the server's stats; erasure's /admin/forget.
+                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": RELEASE_NS}},
+                  "podSelector": {"matchLabels": {"app.kubernetes.io/name": "personalai", "app.kubernetes.io/instance": "r",
+                                                  "app.kubernetes.io/component": "operator"}}}],
         "ports": [{"protocol": "TCP", "port": "http"}]}]
     pod = serving.build_server_deployment(PAI, SETTINGS, SERVER_CONFIG)["spec"]["template"]["spec"]
     assert "http" in {port["name"] for port in pod["containers"][0]["ports"]}, "the policy's port is the server's"

@@ -183,7 +183,7 @@ def test_model_cache_claim_is_unowned_and_uses_the_default_class():
 
 def test_run_children_come_job_last():
     kinds = [child["kind"] for child in manifests.build_run_children(RUN, _spec(), "Luke", SETTINGS)]
-    assert kinds == ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Job"]
+    assert kinds == ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Service", "Job"]
 
 
 def test_validation_scores_memory_as_the_default_mode_will_serve_it():

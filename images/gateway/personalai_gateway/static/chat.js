@@ -31,6 +31,36 @@ function addLine(role, text) {
   return $("log").appendChild(line);
 }
 
+// Thumbs up/down (and an optional note) under a stored reply; the pressed one is its rating.
+// Pressing it again removes the rating.
+function addRating(line, messageId, rating) {
+  const path = "/api/ai-echo/sessions/" + encodeURIComponent(sessionId) + "/messages/" + messageId + "/rating";
+  const bar = Object.assign(document.createElement("div"), { className: "rating" });
+  const note = Object.assign(document.createElement("input"), {
+    className: "rating-note", type: "text", maxLength: 500, placeholder: "note (optional)" });
+  const buttons = ["up", "down"].map((value) => {
+    const button = Object.assign(document.createElement("button"), {
+      type: "button", className: "rate-" + value, textContent: value === "up" ? "▲ Good" : "▼ Bad",
+      title: value === "up" ? "A good reply" : "A bad reply" });
+    button.dataset.rating = value;
+    button.addEventListener("click", async () => {
+      const undo = button.getAttribute("aria-pressed") === "true";
+      const response = undo ? await api(path, { method: "DELETE" })
+        : await api(path, { method: "POST", body: { rating: value, ...(note.value.trim() ? { note: note.value.trim() } : {}) } });
+      if (!response.ok) { addLine("error", await errorText(response)); return; }
+      show(undo ? null : value);
+    });
+    return button;
+  });
+  function show(current) {
+    for (const button of buttons) button.setAttribute("aria-pressed", String(button.dataset.rating === current));
+    bar.dataset.rated = current || "";
+  }
+  show(rating);
+  bar.append(...buttons, note);
+  line.after(bar);
+}
+
 async function openAI() {
   const response = await api("/api/me");
   if (!response.ok) { $("status").textContent = await errorText(response); show("signed-out"); return; }
@@ -84,7 +114,10 @@ async function reopen(id) {
   const session = await response.json();
   sessionId = session.sessionId;
   $("log").textContent = "";
-  for (const message of session.messages) addLine(message.role, message.content);
+  for (const message of session.messages) {
+    const line = addLine(message.role, message.content);
+    if (message.role === "assistant" && message.messageId != null) addRating(line, message.messageId, message.rating);
+  }
   if (session.settings.personalityMode) $("mode").value = session.settings.personalityMode;
   $("session-info").textContent = "Conversation " + sessionId;
   show("chat");
@@ -131,6 +164,7 @@ async function send(text) {
       const m = event.metadata;
       $("status").textContent = "mode " + m.personalityMode + ", adapter " + (m.adapterVersion || "none (base model)")
         + (m.confidence != null ? ", confidence " + m.confidence.toFixed(2) : "");
+      if (event.messageId != null) addRating(reply, event.messageId, null);
       show("complete");
     } else if (event.type === "error") { addLine("error", event.error.message); $("status").textContent = ""; }
   }

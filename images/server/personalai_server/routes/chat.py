@@ -3,7 +3,7 @@
 Stream events, one JSON object per `data:` line:
   {"type": "session", "sessionId": ...}       first, so a client that sent no sessionId learns it
   {"type": "chunk", "content": "..."}          each piece of the reply as it is generated
-  {"type": "complete", "response": "...", "sessionId": ..., "metadata": {...}}
+  {"type": "complete", "response": "...", "sessionId": ..., "metadata": {...}, "messageId": ...}
   {"type": "error", "error": {"code", "message", "field"}}   instead of complete, if it failed
 """
 
@@ -21,7 +21,7 @@ from starlette.websockets import WebSocketState
 from ..auth import Principal, bearer_token
 from ..dependencies import audit_auth, authenticate_token, authorize, get_service
 from ..errors import APIError, validation_error
-from ..schemas import GENERATION_ERRORS, ChatRequest, ChatResponse, error_responses
+from ..schemas import GENERATION_ERRORS, ChatRequest, ChatResponse, StatsOut, error_responses
 from ..service import ChatService, Turn
 from ..sse import SSE_MEDIA_TYPE
 from ..streaming import event_stream, unless_disconnected, with_error_frame
@@ -40,9 +40,17 @@ async def chat(body: ChatRequest, request: Request, principal: Principal = Depen
     async def answer() -> ChatResponse:
         async with service.turn(principal, body.message, body.session_id) as turn:
             reply = await service.complete(turn)
-        return ChatResponse(response=reply, session_id=turn.session.id, metadata=turn.metadata)
+        return ChatResponse(response=reply, session_id=turn.session.id, metadata=turn.metadata,
+                            message_id=turn.message_id)
 
     return await unless_disconnected(request, answer())
+
+
+@router.get("/stats", response_model=StatsOut)
+async def stats(principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)) -> StatsOut:
+    """Per adapter version: sessions and ratings (stored), replies, errors and latency (this process).
+    Numbers only: no text, no session ids."""
+    return StatsOut.model_validate(service.stats())
 
 
 def error_event(error: APIError) -> dict:
@@ -55,7 +63,8 @@ async def turn_events(service: ChatService, turn: Turn):
     async with contextlib.aclosing(service.generate(turn)) as pieces:
         async for piece in pieces:
             yield {"type": "chunk", "content": piece}
-    yield {"type": "complete", "response": turn.reply, "sessionId": turn.session.id, "metadata": turn.metadata}
+    yield {"type": "complete", "response": turn.reply, "sessionId": turn.session.id, "metadata": turn.metadata,
+           "messageId": turn.message_id}
 
 
 @router.post(

@@ -6,9 +6,12 @@ from fastapi import APIRouter, Depends, Response
 
 from ..auth import Principal
 from ..dependencies import authorize, get_service
+from ..errors import APIError
 from ..schemas import (
     REQUEST_ERRORS,
     MessageOut,
+    RatingOut,
+    RatingRequest,
     SessionCreate,
     SessionDetail,
     SessionList,
@@ -18,7 +21,7 @@ from ..schemas import (
     error_responses,
 )
 from ..service import ChatService
-from ..storage import StoredSession
+from ..storage import BASE_VERSION, StoredSession
 
 router = APIRouter(prefix="/api/ai-echo/sessions", tags=["sessions"], responses=error_responses(*REQUEST_ERRORS, 404))
 
@@ -51,7 +54,8 @@ async def get_session(
     sessionId: str, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)  # noqa: N803
 ) -> SessionDetail:
     session = service.get_session(principal, sessionId, with_messages=True)
-    messages = [MessageOut(role=m.role, content=m.content, timestamp=m.created_at, metadata=m.metadata) for m in session.messages]
+    messages = [MessageOut(role=m.role, content=m.content, timestamp=m.created_at, metadata=m.metadata,
+                           message_id=m.id, rating=m.rating) for m in session.messages]
     return SessionDetail(**session_out(session).model_dump(), messages=messages)
 
 
@@ -77,4 +81,45 @@ async def delete_session(
     sessionId: str, principal: Principal = Depends(authorize), service: ChatService = Depends(get_service)  # noqa: N803
 ) -> Response:
     service.delete_session(principal, sessionId)
+    return Response(status_code=204)
+
+
+def message_not_found() -> APIError:
+    return APIError(404, "message_not_found", "no such reply in this session", "messageId")
+
+
+def parse_message_id(message_id: str) -> int:
+    if not message_id.isdigit():
+        raise message_not_found()
+    return int(message_id)
+
+
+@router.post("/{sessionId}/messages/{messageId}/rating", response_model=RatingOut)
+async def rate_message(
+    sessionId: str,  # noqa: N803
+    messageId: str,  # noqa: N803
+    body: RatingRequest,
+    principal: Principal = Depends(authorize),
+    service: ChatService = Depends(get_service),
+) -> RatingOut:
+    """Rate a reply up or down (with an optional note); rating it again replaces the rating."""
+    service.get_session(principal, sessionId)
+    stored = service.store.rate(principal.owner, sessionId, parse_message_id(messageId), body.rating, body.note)
+    if stored is None:
+        raise message_not_found()
+    service.metrics.ratings.labels(version=stored.version or BASE_VERSION, rating=stored.rating).inc()
+    return RatingOut(session_id=sessionId, message_id=int(messageId), rating=stored.rating,
+                     adapter_version=stored.version)
+
+
+@router.delete("/{sessionId}/messages/{messageId}/rating", status_code=204, response_class=Response)
+async def unrate_message(
+    sessionId: str,  # noqa: N803
+    messageId: str,  # noqa: N803
+    principal: Principal = Depends(authorize),
+    service: ChatService = Depends(get_service),
+) -> Response:
+    service.get_session(principal, sessionId)
+    if not service.store.unrate(principal.owner, sessionId, parse_message_id(messageId)):
+        raise message_not_found()
     return Response(status_code=204)

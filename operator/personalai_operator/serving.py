@@ -37,6 +37,9 @@ SERVER_CONFIG_DIR = "/etc/personalai/config"
 SERVER_CONFIG_KEY = "server.json"
 AUTH_DIR = "/etc/personalai/auth"
 AUTH_KEY = "token"
+# The namespace's scrape credential (the chart's chat-server PodMonitor sends it): /metrics only.
+METRICS_SECRET_NAME = "personalai-metrics-reader"
+METRICS_AUTH_DIR = "/var/run/personalai/metrics-auth"
 DATA_DIR = "/data"
 # Config fields the server cannot change while running: a change to these rolls the pod.
 RESTART_FIELDS = ("engine",)
@@ -105,7 +108,7 @@ def build_server_config(personalai: dict[str, Any], spec: PersonalAISpec, settin
         "adapter": adapter,
         "conversation": conversation,
         "storage": {"dataDir": DATA_DIR},
-        "auth": {"tokensDir": AUTH_DIR},
+        "auth": {"tokensDir": AUTH_DIR, "metricsTokensDir": METRICS_AUTH_DIR},
         "listen": {"host": "0.0.0.0", "port": SERVER_PORT},
         "reloadIntervalSeconds": 5,
     }
@@ -131,7 +134,7 @@ def build_server_config_map(personalai: dict[str, Any], config: dict[str, Any]) 
 
 
 def new_token() -> str:
-    """A person's bearer token: 256 random bits, URL-safe."""
+    """A bearer token (a person's, the namespace's metrics reader's): 256 random bits, URL-safe."""
     return secrets.token_urlsafe(32)
 
 
@@ -140,6 +143,17 @@ def build_auth_secret(personalai: dict[str, Any], token: str) -> dict[str, Any]:
     reconcile (the caller makes the token), never rewritten: deleting it makes a new one (rotation)."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _metadata(personalai, auth_secret_name(personalai["metadata"]["name"])),
+            "stringData": {AUTH_KEY: token}}
+
+
+def build_metrics_secret(namespace: str, token: str) -> dict[str, Any]:
+    """The token every chat server of `namespace` accepts for GET /metrics and nothing else, so one
+    Prometheus scrapes them all. Shared by the namespace's servers, so owned by no PersonalAI and without
+    its label (erasure leaves it: it is no one's data); made once (the caller makes the token), never
+    rewritten: deleting it makes a new one at the next reconcile, and the kubelet swaps it into each pod."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": METRICS_SECRET_NAME, "namespace": namespace,
+                         "labels": {naming.LABEL_MANAGED_BY: naming.MANAGER, naming.LABEL_COMPONENT: "metrics-reader"}},
             "stringData": {AUTH_KEY: token}}
 
 
@@ -196,6 +210,7 @@ def build_server_deployment(personalai: dict[str, Any], settings: OperatorSettin
         "volumeMounts": [
             {"name": "config", "mountPath": SERVER_CONFIG_DIR, "readOnly": True},
             {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+            {"name": "metrics-auth", "mountPath": METRICS_AUTH_DIR, "readOnly": True},
             {"name": "artifacts", "mountPath": ARTIFACTS_DIR, "readOnly": True},
             {"name": "model-cache", "mountPath": MODEL_CACHE_DIR, "readOnly": True},
             {"name": "data", "mountPath": DATA_DIR},
@@ -211,6 +226,9 @@ def build_server_deployment(personalai: dict[str, Any], settings: OperatorSettin
         "volumes": [
             {"name": "config", "configMap": {"name": f"{name}-config"}},
             {"name": "auth", "secret": {"secretName": auth_secret_name(pai), "defaultMode": 0o440}},
+            # optional: a scrape credential gone missing must not keep the person's chat from starting.
+            {"name": "metrics-auth", "secret": {"secretName": METRICS_SECRET_NAME, "defaultMode": 0o440,
+                                                "optional": True}},
             {"name": "artifacts", "persistentVolumeClaim": {"claimName": naming.artifacts_claim_name(pai),
                                                             "readOnly": True}},
             {"name": "model-cache", "persistentVolumeClaim": {"claimName": settings.model_cache_claim,

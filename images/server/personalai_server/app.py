@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 def build_app(config: ServerConfig, config_path: str | None = None, engine: Engine | None = None) -> FastAPI:
     tokens = TokenStore.from_dir(config.auth.tokens_dir)
+    metrics_dir = config.auth.metrics_tokens_dir
+    metrics_tokens = TokenStore.from_dir(metrics_dir, "auth.metricsTokensDir") if metrics_dir else TokenStore(set())
     store = SessionStore(config.storage.data_dir)
     engine = engine or build_engine(config)
     metrics = ServerMetrics()
@@ -64,6 +66,7 @@ def build_app(config: ServerConfig, config_path: str | None = None, engine: Engi
     )
     app.state.service = service
     app.state.tokens = tokens
+    app.state.metrics_tokens = metrics_tokens  # GET /metrics only (routes/health.py)
     install_error_handlers(app)
     for module in (health, sessions, chat, openai, tgi, admin):
         app.include_router(module.router)

@@ -46,16 +46,18 @@ Signature = tuple[object, ...]
 
 
 class TokenStore:
-    def __init__(self, digests: set[str], directory: Path | None = None):
-        """`directory`: re-read it when it changes (from_dir); None: these digests for good."""
+    def __init__(self, digests: set[str], directory: Path | None = None, field: str = "auth.tokensDir"):
+        """`directory`: re-read it when it changes (from_dir); None: these digests for good. `field`:
+        the config field that names the folder, for the log and errors."""
         self._digests = tuple(sorted(digests))
         self._directory = directory
+        self._field = field
         self._signature = directory_signature(directory) if directory else None
 
     @classmethod
-    def from_dir(cls, tokens_dir: str | Path) -> TokenStore:
+    def from_dir(cls, tokens_dir: str | Path, field: str = "auth.tokensDir") -> TokenStore:
         directory = resolve(tokens_dir)
-        return cls(read_token_digests(directory), directory)
+        return cls(read_token_digests(directory, field), directory, field)
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -69,12 +71,12 @@ class TokenStore:
             return False
         self._signature = signature  # a bad folder is reported once, not at every request
         try:
-            digests = read_token_digests(self._directory)
+            digests = read_token_digests(self._directory, self._field)
         except (OSError, ValueError) as error:  # a bad token, the folder gone: the tokens in force stay
-            log.warning("auth.tokensDir not re-read, its earlier tokens stay in force: %s", error)
+            log.warning("%s not re-read, its earlier tokens stay in force: %s", self._field, error)
             return False
         self._digests = tuple(sorted(digests))
-        log.info("auth.tokensDir re-read: %d tokens", len(digests))
+        log.info("%s re-read: %d tokens", self._field, len(digests))
         return True
 
     def authenticate(self, token: str | None) -> Principal | None:
@@ -100,9 +102,9 @@ def directory_signature(directory: Path) -> Signature:
         return ("unreadable",)
 
 
-def read_token_digests(directory: Path) -> set[str]:
+def read_token_digests(directory: Path, field: str = "auth.tokensDir") -> set[str]:
     if not directory.is_dir():
-        raise FileNotFoundError(f"auth.tokensDir {directory} is not a directory")
+        raise FileNotFoundError(f"{field} {directory} is not a directory")
     digests = set()
     for path in sorted(directory.iterdir()):
         if path.name.startswith(".") or not path.is_file():

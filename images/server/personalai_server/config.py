@@ -217,6 +217,8 @@ class Storage(_Model):
 
 class Auth(_Model):
     tokens_dir: str = "/etc/personalai/auth"
+    # A scraper's tokens (a Prometheus): they read GET /metrics and nothing else. None: only tokensDir's do.
+    metrics_tokens_dir: str | None = None
 
 
 class Limits(_Model):

@@ -77,6 +77,7 @@ def _roll_out(personalai: dict[str, Any], spec: PersonalAISpec, version: str,
     config = serving.build_server_config(personalai, spec, SETTINGS, version, manifest_sha256, candidate)
     steps: list[tuple[Callable[[dict[str, Any]], Any], dict[str, Any]]] = [
         (kube.create_if_absent, serving.build_data_claim(personalai, SETTINGS)),
+        (kube.create_if_absent, serving.build_metrics_secret(namespace, serving.new_token())),
         (kube.apply, serving.build_server_config_map(personalai, config)),
         (kube.apply, serving.build_server_deployment(personalai, SETTINGS, config)),
         (kube.create_if_absent, serving.build_server_service(personalai)),

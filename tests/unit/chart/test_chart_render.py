@@ -116,7 +116,8 @@ def test_the_operator_may_create_everything_its_builders_make(render):
     made = [*manifests.build_run_children(RUN, RUN_SPEC, "Luke", SETTINGS),
             manifests.build_training_run(PAI, PAI_SPEC, "luke-3f9a2c1b", RUN_SPEC.data_version, "v1-3f9a2c1b"),
             manifests.build_artifacts_claim(PAI, SETTINGS), manifests.build_model_cache_claim("family", SETTINGS),
-            serving.build_auth_secret(PAI, "token"), serving.build_data_claim(PAI, SETTINGS),
+            serving.build_auth_secret(PAI, "token"), serving.build_metrics_secret("family", "token"),
+            serving.build_data_claim(PAI, SETTINGS),
             serving.build_server_config_map(PAI, SERVER_CONFIG),
             serving.build_server_deployment(PAI, SETTINGS, SERVER_CONFIG), serving.build_server_service(PAI)]
     grants = _grants(_role_in(render(), "family")["rules"])

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from devcluster import binaries
-from personalai_operator import naming
+from personalai_operator import naming, serving
 
 pytestmark = pytest.mark.unit
 CHART = Path(__file__).resolve().parents[3] / "charts" / "personalai"
@@ -86,6 +86,39 @@ def test_monitors_when_enabled_select_what_the_chart_and_operator_label(render):
     assert server["podMetricsEndpoints"][0]["authorization"]["credentials"] == {"name": "reader", "key": "token"}
     assert trainer["podMetricsEndpoints"][0]["port"] == "metrics"
     assert "authorization" not in trainer["podMetricsEndpoints"][0]
+
+
+def _server_endpoint(docs: list[dict], namespace: str = "family") -> dict:
+    monitor = next(doc for doc in docs if doc["kind"] == "PodMonitor" and doc["metadata"]["name"] == "r-server"
+                   and doc["metadata"]["namespace"] == namespace)
+    return monitor["spec"]["podMetricsEndpoints"][0]
+
+
+def test_chat_servers_are_scraped_with_the_operators_metrics_reader_secret_by_default(render):
+    docs = render("monitoring.serviceMonitor.enabled=true")
+    for namespace in ("family", "friends"):  # a PodMonitor's Secret is the one in its own namespace
+        assert _server_endpoint(docs, namespace)["authorization"] == {
+            "type": "Bearer", "credentials": {"name": serving.METRICS_SECRET_NAME, "key": serving.AUTH_KEY}}
+    secret = serving.build_metrics_secret("family", "t" * 43)
+    assert set(secret["stringData"]) == {_server_endpoint(docs)["authorization"]["credentials"]["key"]}
+
+
+def _chat_server_ingress(docs: list[dict]) -> list[dict]:
+    policy = next(doc for doc in docs if doc["kind"] == "NetworkPolicy" and doc["metadata"]["name"] == "r-chat-server"
+                  and doc["metadata"]["namespace"] == "family")
+    return policy["spec"]["ingress"]
+
+
+def test_chat_servers_admit_prometheus_on_their_http_port_only_when_a_selector_names_it(render):
+    closed = _chat_server_ingress(render())
+    opened = _chat_server_ingress(render(
+        "monitoring.prometheusSelector.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+        "monitoring.prometheusSelector.podSelector.matchLabels.app\\.kubernetes\\.io/name=prometheus"))
+    prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                  "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    assert prometheus not in closed[0]["from"]
+    assert opened == [{**closed[0], "from": [*closed[0]["from"], prometheus]}]
+    assert opened[0]["ports"] == [{"protocol": "TCP", "port": "http"}]
 
 
 def test_every_panel_has_a_datasource_and_a_query():

@@ -2,7 +2,8 @@
 
 The kubelet's probes send no token, so /healthz and /readyz answer anyone, with a status word only;
 a caller with a token also gets what is served (engine, adapter versions, why it is not). /metrics
-and /openapi.json need the token: they describe the adapters and the API to no one else.
+and /openapi.json need the token: they describe the adapters and the API to no one else. /metrics
+also takes a token of auth.metricsTokensDir, a scraper's, which every other route refuses (401).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from importlib import resources
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..auth import Principal
-from ..dependencies import authenticate, optional_principal
+from ..dependencies import audit_auth, authenticate, authenticate_token, bearer, optional_principal
 from ..schemas import Health, error_responses
 
 router = APIRouter(tags=["health"])
@@ -58,8 +60,19 @@ async def health(request: Request, principal: Principal | None = Depends(optiona
     return readiness(request, principal)
 
 
+def metrics_reader(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+    """A scraper with a token of auth.metricsTokensDir, else the person (audited either way), else a 401.
+    Only this route asks the scrapers' store, so their tokens read metrics and nothing else."""
+    token = credentials.credentials if credentials else None
+    scraper = request.app.state.metrics_tokens.authenticate(token)
+    if scraper is None:
+        return authenticate_token(request, token)
+    audit_auth(request, scraper, None)
+    return scraper
+
+
 @router.get("/metrics", response_class=Response, responses=error_responses(401))
-async def metrics(request: Request, _principal: Principal = Depends(authenticate)) -> Response:
+async def metrics(request: Request, _principal: Principal = Depends(metrics_reader)) -> Response:
     service = request.app.state.service
     service.metrics.observe_adapters(service.engine.loaded_adapters(), service.engine.active_adapter)
     service.metrics.model_ready.set(1 if service.engine.ready else 0)

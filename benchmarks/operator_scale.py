@@ -26,7 +26,6 @@ The nodes, namespaces (and everything in them) are removed at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -222,14 +221,29 @@ def operator_share(running: Counter, reference: Counter, people: int, resyncs: f
     return sorted(rows, key=lambda row: -row[1])
 
 
-def clean_up(plane, namespaces: list[str], nodes: list[str]) -> None:
-    for namespace in namespaces:
-        # Pods of Jobs on simulated nodes keep the job-tracking finalizer: drop it so the namespace goes.
-        pods = json.loads(plane.kubectl("get", "pods", "-n", namespace, "-o", "json", check=False).stdout or "{}")
-        for pod in pods.get("items", []):
-            plane.kubectl("patch", "pod", pod["metadata"]["name"], "-n", namespace, "--type=merge",
-                          "-p", '{"metadata":{"finalizers":null}}', check=False)
+def clean_up(plane, namespaces: list[str], nodes: list[str], workers: int = 16) -> None:
+    """Remove what the run made. The operator is stopped by now, so nothing would run the finalizers of its
+    PersonalAIs and TrainingRuns (erasure) or the job-tracking finalizer of pods on simulated nodes: they
+    are cleared first (this run's own objects only), or the namespaces would stay Terminating."""
+    from kubernetes import client
+
+    api = plane.api_client()
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    no_finalizers = {"metadata": {"finalizers": None}}
+
+    def clear(namespace: str) -> None:
+        for plural in ("personalais", "trainingruns"):
+            for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)["items"]:
+                if item["metadata"].get("finalizers"):
+                    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural,
+                                                          item["metadata"]["name"], no_finalizers)
+        for pod in core.list_namespaced_pod(namespace).items:
+            if pod.metadata.finalizers:
+                core.patch_namespaced_pod(pod.metadata.name, namespace, no_finalizers)
         plane.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(clear, namespaces))
     for node in nodes:
         plane.kubectl("delete", "node", node, "--ignore-not-found", "--wait=false", check=False)
 
@@ -265,6 +279,10 @@ def main() -> int:
     operator = Operator(plane, prefix, product, args.resync_seconds, log)
     seen = Seen(plane, prefix)
     try:
+        # The CRDs as the chart or the tests install them (idempotent; a fresh control plane has none).
+        plane.kubectl("apply", "-f", str(REPO / "crds"))
+        plane.kubectl("wait", "--for", "condition=Established", "--timeout=60s",
+                      "crd/personalais.personalai.dev", "crd/trainingruns.personalai.dev")
         for name in node_names:
             plane.apply_node(build_node(name, gpus=1, labels={GPU_PRODUCT_LABEL: product}))
         for namespace in namespaces:

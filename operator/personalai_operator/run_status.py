@@ -224,9 +224,10 @@ def derive_run_status(job: dict[str, Any] | None, pods: list[dict[str, Any]], st
     if phase != previous_phase and phase != "Pending":
         events.append(RunEvent("Warning" if phase == "Failed" else "Normal", phase, message[:1000]))
     elif phase == "Queued" and previous_phase == "Queued":
-        # Still waiting, but now for a stated reason (the scheduler has looked): say it once.
+        # Still waiting, but for another stated reason (the scheduler has looked, or the cluster changed
+        # under it, e.g. a node's taint cleared and now only the GPUs are short): say each one once.
         old_queued = find_condition(status.get("conditions"), "Queued") or {}
-        if old_queued.get("reason") != sched_reason:
+        if (old_queued.get("reason"), old_queued.get("message")) != (sched_reason, sched_message):
             events.append(RunEvent("Normal", "Queued", message[:1000]))
     old_validated = find_condition(status.get("conditions"), "Validated")
     new_validated = find_condition(conditions, "Validated") or {}

@@ -29,8 +29,16 @@ def test_queued_until_a_gpu_frees(cluster, suite, operator, ns):
     pai = wait_for(lambda: (lambda p: p if condition(p, "Trained").get("reason") == "Queued" else None)(
         get_json(cluster, "personalais", "luke", "-n", ns)), timeout=30, message="luke's Trained=Queued")
     assert "Insufficient nvidia.com/gpu" in condition(pai, "Trained")["message"]
-    events = [e for e in items(cluster, "events", ns) if e["involvedObject"].get("name") == run]
-    assert any(e["reason"] == "Queued" and "Insufficient" in e["message"] for e in events)
+    # The run's Event follows its status write, and the PersonalAI may be refreshed from that write first.
+    def queued_events() -> list[str]:
+        return [e["message"] for e in items(cluster, "events", ns)
+                if e["involvedObject"].get("name") == run and e["reason"] == "Queued"]
+
+    try:
+        wait_for(lambda: any("Insufficient" in message for message in queued_events()),
+                 timeout=30, message="the run's Queued event quoting the scheduler")
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}; its Queued events: {queued_events()}") from error
 
     cluster.kubectl("delete", "pod", "hog-0", "-n", ns, "--wait=true", "--grace-period=0", "--force")
     wait_for(lambda: get_json(cluster, "trainingruns", run, "-n", ns)["status"].get("phase") == "Succeeded",

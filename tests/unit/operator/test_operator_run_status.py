@@ -145,3 +145,12 @@ def test_the_schedulers_reason_is_announced_when_it_arrives():
     assert [(e.reason, e.message) for e in unschedulable.events] == [("Queued", UNSCHEDULABLE)]
     again = derive_run_status(job(), [pod(scheduled=False)], unschedulable.fields, 1, NOW)
     assert again.events == []
+
+
+def test_a_new_reason_from_the_scheduler_is_announced_once():
+    tainted = pod(scheduled=False)
+    tainted["status"]["conditions"][0]["message"] = "0/3 nodes are available: 3 node(s) had untolerated taint."
+    first = derive_run_status(job(), [tainted], {}, 1, NOW)
+    short = derive_run_status(job(), [pod(scheduled=False)], first.fields, 1, NOW)
+    assert [(e.reason, e.message) for e in short.events] == [("Queued", UNSCHEDULABLE)]
+    assert derive_run_status(job(), [pod(scheduled=False)], short.fields, 1, NOW).events == []

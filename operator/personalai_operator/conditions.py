@@ -11,6 +11,14 @@ from typing import Any
 
 Condition = dict[str, Any]
 
+# The condition types the operator writes, by kind. Any other type on our objects is another writer's
+# (a policy controller, a person with kubectl): the operator keeps it as the API has it, never as it
+# read it earlier.
+OPERATOR_CONDITION_TYPES: dict[str, frozenset[str]] = {
+    "PersonalAI": frozenset({"DataReady", "Trained", "Serving", "Ready", "DataPurged"}),
+    "TrainingRun": frozenset({"Queued", "Running", "Succeeded", "Failed", "Validated", "GpuThrottled"}),
+}
+
 
 def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -44,6 +52,26 @@ def set_condition(conditions: list[Condition], new: Condition, now: str | None =
     result = [c for c in conditions if c.get("type") != new["type"]]
     result.append(merged)
     return result
+
+
+def merge_conditions(latest: list[Condition] | None, ours: list[Condition], owned: frozenset[str]
+                     ) -> list[Condition]:
+    """`latest` (the object as the API has it now) with our conditions of the `owned` types put in by type.
+
+    Another writer's types come from `latest` whatever `ours` says (ours were copied from an older read);
+    an owned type `ours` leaves out stays as it is (the operator sets conditions, it never removes one).
+    A condition whose status `latest` already has keeps that lastTransitionTime."""
+    mine = {condition["type"]: condition for condition in ours if condition.get("type") in owned}
+    merged = []
+    for condition in latest or []:
+        new = mine.pop(condition.get("type"), None)
+        if new is None:
+            merged.append(condition)
+        elif new.get("status") == condition.get("status") and condition.get("lastTransitionTime"):
+            merged.append({**new, "lastTransitionTime": condition["lastTransitionTime"]})
+        else:
+            merged.append(new)
+    return merged + list(mine.values())
 
 
 def find_condition(conditions: list[Condition] | None, type_: str) -> Condition | None:

@@ -2,6 +2,9 @@
 
 Create-if-absent is the only way children are made: a 409 AlreadyExists means another pass (a
 restarted operator, a timer racing an event) made it first, and the existing object is used.
+Reads come from the watch cache (watch_cache.py) where it holds the kind, so an idle pass asks the
+API nothing; `fresh=True` asks the API, for the reads that decide something that cannot be undone.
+Requests are paced by a token bucket (PERSONALAI_API_QPS / PERSONALAI_API_BURST).
 Nothing here logs or raises object contents.
 """
 
@@ -12,16 +15,19 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from personalai_operator import incluster
-from personalai_operator.conditions import now_rfc3339
+from personalai_operator import incluster, metrics, watch_cache
+from personalai_operator.conditions import OPERATOR_CONDITION_TYPES, merge_conditions, now_rfc3339
 from personalai_operator.models import GROUP, VERSION, ReflectionsSource
 from personalai_operator.reflections_access import access_refusal
+from personalai_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -43,18 +49,74 @@ class NamespaceTerminating(Exception):
     """The namespace is being deleted: nothing new can be made there, and nothing needs to be."""
 
 
+class TokenBucket:
+    """client-go's client-side rate limit: `qps` requests a second on average, `burst` at once. A
+    caller past the limit waits its turn (tokens are reserved, so waiters are served in order)."""
+
+    def __init__(self, qps: float, burst: int, clock: Any = time.monotonic, sleep: Any = time.sleep):
+        self.qps, self.burst, self._clock, self._sleep = qps, burst, clock, sleep
+        self._tokens, self._last = float(burst), clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """Spend one token, waiting for it when none is left; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps) - 1
+            self._last = now
+            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if wait:
+            self._sleep(wait)
+        return wait
+
+
+class _PacedApiClient(kubernetes.client.ApiClient):
+    """Every request (typed or raw) waits for a token first, and is counted (metrics.API_REQUESTS)."""
+
+    bucket: TokenBucket
+
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        waited = self.bucket.take()
+        if waited:
+            metrics.API_THROTTLED.inc(waited)
+        code = "error"  # no answer: refused connection, timeout
+        try:
+            response = super().call_api(method, url, *args, **kwargs)
+            code = str(response.status)
+            return response
+        finally:
+            metrics.API_REQUESTS.labels(verb=method, resource=metrics.request_resource(urlsplit(url).path),
+                                        code=code).inc()
+
+
+def load_configuration() -> kubernetes.client.Configuration:
+    """In-cluster config when in a pod, else $KUBECONFIG (read now, not when the package was imported)."""
+    configuration = kubernetes.client.Configuration()
+    if incluster.in_cluster():
+        incluster.load_config(configuration)
+    else:
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
+                                           client_configuration=configuration)
+    return configuration
+
+
 def api_client() -> kubernetes.client.ApiClient:
-    """One shared client: in-cluster config when in a pod, else $KUBECONFIG."""
+    """One shared, paced client for the handlers' requests; a connection for each kopf worker thread."""
     global _client
     with _lock:
         if _client is None:
-            if incluster.in_cluster():
-                incluster.load_config()
-            else:
-                # $KUBECONFIG read now, not when the kubernetes package was imported.
-                kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-            _client = kubernetes.client.ApiClient()
+            settings = OperatorSettings.from_env()
+            configuration = load_configuration()
+            configuration.connection_pool_maxsize = settings.workers + 4
+            client = _PacedApiClient(configuration)
+            client.bucket = TokenBucket(settings.api_qps, settings.api_burst)
+            _client = client
         return _client
+
+
+def watch_client() -> kubernetes.client.ApiClient:
+    """A client of its own for one informer: its long watch holds a connection the handlers never wait for."""
+    return kubernetes.client.ApiClient(api_client().configuration)
 
 
 def _core() -> kubernetes.client.CoreV1Api:
@@ -84,8 +146,13 @@ def describe_api_error(error: ApiException) -> str:
     return f"{words} ({', '.join(fields)})"[:500] if fields else words
 
 
-def read_metadata(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    """Only the object's metadata (PartialObjectMetadata), never its data; None when it does not exist."""
+def read_metadata(kind: str, namespace: str, name: str, fresh: bool = False) -> dict[str, Any] | None:
+    """Only the object's metadata (PartialObjectMetadata), never its data; None when it does not exist.
+    A Secret's comes from the metadata-only watch cache unless `fresh`."""
+    cached = None if fresh or kind != "Secret" else watch_cache.informer("SecretMetadata", namespace)
+    if cached is not None:
+        obj = cached.get(namespace, name)
+        return _without_data_copies(obj["metadata"]) if obj is not None else None
     client = api_client()
     request = client.param_serialize(
         "GET", "/api/v1/namespaces/{namespace}/{plural}/{name}",
@@ -101,12 +168,46 @@ def read_metadata(kind: str, namespace: str, name: str) -> dict[str, Any] | None
         if error.status == 404:
             return None
         raise
-    metadata = dict(cast(dict[str, Any], body).get("metadata") or {})
+    return _without_data_copies(cast(dict[str, Any], body).get("metadata") or {})
+
+
+def _without_data_copies(metadata: dict[str, Any]) -> dict[str, Any]:
     # Client-side `kubectl apply` copies a Secret's whole data into this annotation: never keep it.
-    metadata["annotations"] = {key: value for key, value in (metadata.get("annotations") or {}).items()
-                               if key != LAST_APPLIED}
-    metadata.pop("managedFields", None)
-    return metadata
+    kept = {key: value for key, value in metadata.items() if key != "managedFields"}
+    kept["annotations"] = {key: value for key, value in (metadata.get("annotations") or {}).items()
+                           if key != LAST_APPLIED}
+    return kept
+
+
+def reflections_version(namespace: str, source: ReflectionsSource, personalai: str) -> str:
+    """The resourceVersion of the object holding the reflections, from its metadata alone (cached for a
+    Secret), when it allows `personalai` to use them; ReflectionsUnavailable otherwise."""
+    kind, name = source.kind, source.ref.name
+    try:  # a miss is confirmed by the API: the Secret may have been made a moment ago, before its event
+        metadata = read_metadata(kind, namespace, name) or read_metadata(kind, namespace, name, fresh=True)
+    except ApiException as error:
+        raise _unavailable(kind, name, error) from None
+    if metadata is None:
+        raise ReflectionsUnavailable(f"{kind}NotFound", f"{kind} {name} not found.")
+    refusal = access_refusal(kind, name, metadata, personalai)
+    if refusal:
+        raise ReflectionsUnavailable("ReflectionsNotAllowed", refusal)
+    return str(metadata.get("resourceVersion") or "")
+
+
+def _check_access(kind: str, name: str, metadata: Any, personalai: str) -> None:
+    """ReflectionsUnavailable unless the object's metadata, as read with its data, allows `personalai`."""
+    refusal = access_refusal(kind, name, _sanitized(metadata), personalai)
+    if refusal:
+        raise ReflectionsUnavailable("ReflectionsNotAllowed", refusal)
+
+
+def _unavailable(kind: str, name: str, error: ApiException) -> Exception:
+    if error.status == 404:
+        return ReflectionsUnavailable(f"{kind}NotFound", f"{kind} {name} not found.")
+    if error.status == 403:
+        return ReflectionsUnavailable(f"{kind}Forbidden", f"Not allowed to read {kind} {name}.")
+    return error
 
 
 def read_reflections(namespace: str, source: ReflectionsSource, personalai: str) -> bytes:
@@ -114,19 +215,18 @@ def read_reflections(namespace: str, source: ReflectionsSource, personalai: str)
     (reflections_access); otherwise, or when absent, ReflectionsUnavailable (no content in it)."""
     ref = source.ref
     kind = source.kind
+    reflections_version(namespace, source, personalai)  # no data read unless allowed
     try:
-        metadata = read_metadata(kind, namespace, ref.name)
-        if metadata is None:
-            raise ReflectionsUnavailable(f"{kind}NotFound", f"{kind} {ref.name} not found.")
-        refusal = access_refusal(kind, ref.name, metadata, personalai)
-        if refusal:
-            raise ReflectionsUnavailable("ReflectionsNotAllowed", refusal)
+        # The data as read now, its access checked again on the same read: the metadata may be cached.
         if kind == "Secret":
-            encoded = (_core().read_namespaced_secret(ref.name, namespace).data or {}).get(ref.key)
+            secret = _core().read_namespaced_secret(ref.name, namespace)
+            _check_access(kind, ref.name, secret.metadata, personalai)
+            encoded = (secret.data or {}).get(ref.key)
             if encoded is not None:
                 return base64.b64decode(encoded)
         else:
             config_map = _core().read_namespaced_config_map(ref.name, namespace)
+            _check_access(kind, ref.name, config_map.metadata, personalai)
             text = (config_map.data or {}).get(ref.key)
             if text is not None:
                 return text.encode("utf-8")
@@ -134,11 +234,7 @@ def read_reflections(namespace: str, source: ReflectionsSource, personalai: str)
             if binary is not None:
                 return base64.b64decode(binary)
     except ApiException as error:
-        if error.status == 404:
-            raise ReflectionsUnavailable(f"{kind}NotFound", f"{kind} {ref.name} not found.") from None
-        if error.status == 403:
-            raise ReflectionsUnavailable(f"{kind}Forbidden", f"Not allowed to read {kind} {ref.name}.") from None
-        raise
+        raise _unavailable(kind, ref.name, error) from None
     raise ReflectionsUnavailable("KeyNotFound", f"{kind} {ref.name} has no key {ref.key}.")
 
 
@@ -164,8 +260,12 @@ def _api_for(kind: str) -> tuple[Any, str]:
     return api_class(client), suffix
 
 
-def get(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    """The object as a plain dict, or None when it does not exist."""
+def get(kind: str, namespace: str, name: str, fresh: bool = False) -> dict[str, Any] | None:
+    """The object as a plain dict, or None when it does not exist: from the watch cache when it holds
+    the kind (unless `fresh`), else from the API."""
+    cached = None if fresh else watch_cache.informer(kind, namespace)
+    if cached is not None:
+        return cached.get(namespace, name)
     try:
         if kind in PLURALS:  # the custom objects API returns the JSON object, typed as `object`
             return cast(dict[str, Any], _custom().get_namespaced_custom_object(GROUP, VERSION, namespace,
@@ -181,6 +281,10 @@ def get(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
 def create_if_absent(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Create `manifest`, or return the existing object of that name. (object, created)."""
     kind, namespace, name = manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    cached = watch_cache.informer(kind, namespace)
+    known = cached.get(namespace, name) if cached is not None else None
+    if known is not None:  # a stale hit is safe: the next event or resync reads it again
+        return known, False
     try:
         if kind in PLURALS:
             created = cast(dict[str, Any], _custom().create_namespaced_custom_object(GROUP, VERSION, namespace,
@@ -189,19 +293,32 @@ def create_if_absent(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
             api, suffix = _api_for(kind)
             created = _sanitized(getattr(api, f"create_namespaced_{suffix}")(namespace, manifest))
         log.info("created %s %s/%s", kind, namespace, name)
+        _remember(kind, created)
         return created, True
     except ApiException as error:
         if error.status == 403 and "being terminated" in (error.body or ""):
             raise NamespaceTerminating(namespace) from None
         if error.status != 409:
             raise
-    existing = get(kind, namespace, name)
+    existing = get(kind, namespace, name, fresh=True)
     if existing is None:  # deleted between our create and get: the next pass creates it
         raise kubernetes.client.ApiException(status=409, reason=f"{kind} {name} is being replaced")
+    _remember(kind, existing)
     return existing, False
 
 
-def list_objects(kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+def _remember(kind: str, obj: dict[str, Any]) -> None:
+    """What the API just returned, into the cache before its watch event (the next pass needs no create)."""
+    cached = watch_cache.informer(kind, obj["metadata"].get("namespace"))
+    if cached is not None:
+        cached.remember(obj)
+
+
+def list_objects(kind: str, namespace: str, labels: dict[str, str], fresh: bool = False) -> list[dict[str, Any]]:
+    """The kind's objects in `namespace` with all of `labels`: from the watch cache unless `fresh`."""
+    cached = None if fresh else watch_cache.informer(kind, namespace)
+    if cached is not None:
+        return cached.select(namespace, labels)
     selector = ",".join(f"{key}={value}" for key, value in labels.items())
     if kind in PLURALS:
         result = cast(dict[str, Any], _custom().list_namespaced_custom_object(GROUP, VERSION, namespace,
@@ -212,14 +329,38 @@ def list_objects(kind: str, namespace: str, labels: dict[str, str]) -> list[dict
     return _sanitized(result).get("items", [])
 
 
-def patch_status(kind: str, namespace: str, name: str, fields: dict[str, Any]) -> None:
-    """JSON merge patch of status fields (lists such as conditions are replaced whole)."""
-    try:
-        _custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURALS[kind], name,
-                                                        {"status": fields})
-    except ApiException as error:
-        if error.status != 404:  # deleted meanwhile: nothing to report on
-            raise
+STATUS_CONFLICT_ATTEMPTS = 5
+
+
+def patch_status(kind: str, namespace: str, name: str, fields: dict[str, Any],
+                 read_as: dict[str, Any] | None = None) -> None:
+    """JSON merge patch of status fields that loses no other writer's condition.
+
+    A merge patch replaces the conditions list whole, so ours are merged by type into the object as
+    the API has it now, and the patch carries that copy's resourceVersion: a write in between is a
+    409, and we read and merge again. `read_as`: the object as this pass read it from the API
+    (`fresh=True`), merged against first, so a pass whose object nobody changed reads it only once;
+    otherwise it is read here, past any cache (a stale copy only buys a conflict)."""
+    api = _custom()
+    for attempt in range(1, STATUS_CONFLICT_ATTEMPTS + 1):
+        try:
+            body: dict[str, Any] = {"status": fields}
+            if "conditions" in fields:
+                # The object, not its status subresource: `get` on the kind is granted, on /status it is not.
+                latest = read_as if attempt == 1 and read_as is not None else cast(
+                    dict[str, Any], api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], name))
+                conditions = merge_conditions((latest.get("status") or {}).get("conditions"), fields["conditions"],
+                                              OPERATOR_CONDITION_TYPES[kind])
+                body = {"metadata": {"resourceVersion": latest["metadata"]["resourceVersion"]},
+                        "status": {**fields, "conditions": conditions}}
+            api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURALS[kind], name, body)
+            return
+        except ApiException as error:
+            if error.status == 404:  # deleted meanwhile: nothing to report on
+                return
+            if error.status != 409 or attempt == STATUS_CONFLICT_ATTEMPTS:
+                raise
+            log.debug("status of %s %s/%s changed under us; merging again", kind, namespace, name)
 
 
 def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -278,20 +419,35 @@ def delete_if_present(kind: str, namespace: str, name: str) -> None:
         if kind in PLURALS:
             _custom().delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], name,
                                                       propagation_policy="Background")
-            return
+            return  # (the `finally` below still forgets it)
         api, suffix = _api_for(kind)
         getattr(api, f"delete_namespaced_{suffix}")(name, namespace, propagation_policy="Background")
     except ApiException as error:
         if error.status != 404:
             raise
+    finally:
+        _forget(kind, namespace, name)
+
+
+def _forget(kind: str, namespace: str, name: str) -> None:
+    """Deleted by us: out of the cache now, so the next pass cannot find the old object (a restarted
+    run's fresh Job must not be mistaken for its failed predecessor)."""
+    cached = watch_cache.informer(kind, namespace)
+    if cached is not None:
+        cached.forget(namespace, name)
 
 
 def list_nodes() -> list[dict[str, Any]]:
     return _sanitized(_core().list_node()).get("items", [])
 
 
-def list_all_pods(field_selector: str | None = None) -> list[dict[str, Any]]:
-    """Pods in every namespace: model slots are a node's, whoever's pods hold them."""
+def list_all_pods(node: str | None = None) -> list[dict[str, Any]]:
+    """Pods in every namespace (on `node` only, when given): model slots are a node's, whoever's pods
+    hold them. From the cluster-wide pod cache when the operator watches every namespace."""
+    cached = watch_cache.informer("Pod", None)
+    if cached is not None:
+        return [pod for pod in cached.select(None, {}) if node is None or pod["spec"].get("nodeName") == node]
+    field_selector = f"spec.nodeName={node}" if node else None
     return _sanitized(_core().list_pod_for_all_namespaces(field_selector=field_selector)).get("items", [])
 
 

@@ -18,6 +18,13 @@ TIME_QUEUED = Histogram("personalai_operator_training_queued_seconds",
                         buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600))
 MODEL_SLOTS = Gauge("personalai_operator_model_slots", "personalai.dev/model-slot per GPU node, used and free.",
                     ["node", "state"])
+API_REQUESTS = Counter("personalai_operator_api_requests_total",
+                       "The handlers' API requests (the watch cache's lists and watches not included), by verb, "
+                       "resource (plural or plural/subresource: never a name) and HTTP code.",
+                       ["verb", "resource", "code"])
+API_THROTTLED = Counter("personalai_operator_api_throttled_seconds_total",
+                        "Seconds the handlers' requests waited for the client-side rate limit "
+                        "(PERSONALAI_API_QPS, PERSONALAI_API_BURST).")
 JOBS_CREATED = Counter("personalai_operator_training_jobs_created_total", "Trainer Jobs created.")
 
 _lock = threading.Lock()
@@ -47,6 +54,23 @@ def record_time_queued(key: str, seconds: float) -> None:
             return
         _queue_observed.add(key)
     TIME_QUEUED.observe(seconds)
+
+
+def request_resource(path: str) -> str:
+    """"secrets", "trainingruns/status" ... of an API path, positionally: names and namespaces stay out of
+    the label (they are unbounded, and a name may be a person's)."""
+    segments = [segment for segment in path.split("?")[0].split("/") if segment]
+    if segments[:1] == ["api"]:
+        segments = segments[2:]  # api/v1
+    elif segments[:1] == ["apis"]:
+        segments = segments[3:]  # apis/<group>/<version>
+    else:
+        return "other"
+    if segments[:1] == ["namespaces"] and len(segments) > 2:
+        segments = segments[2:]  # namespaces/<namespace>/<resource>...
+    if not segments:
+        return "discovery"
+    return segments[0] + (f"/{segments[2]}" if len(segments) > 2 else "")
 
 
 def serve(port: int) -> None:

@@ -50,6 +50,15 @@ class OperatorSettings(BaseModel):
     finished_job_ttl_seconds: int = Field(24 * 3600, ge=0, alias="FINISHED_JOB_TTL_SECONDS")
     # Level-based safety net: how often every object is re-read even without an event.
     resync_seconds: float = Field(30.0, gt=0, alias="RESYNC_SECONDS")
+    # Client-side pacing of the handlers' API requests (client-go's QPS/burst; watches are not paced).
+    # An idle pass reads the watch cache, so this bounds bursts: 1,000 PersonalAIs created at once
+    # need about 10 requests each, and 100/s with a burst of 200 keeps that under a minute while
+    # leaving the API server (default 400 in-flight reads, 200 writes) room for everyone else.
+    api_qps: float = Field(100.0, gt=0, alias="API_QPS")
+    api_burst: int = Field(200, ge=1, alias="API_BURST")
+    # kopf's thread pool for the (synchronous) handlers: most of a handler's time is waiting on the API,
+    # so more threads than cores; each has a pooled connection of its own (kube.api_client).
+    workers: int = Field(16, ge=1, le=256, alias="WORKERS")
     metrics_port: int = Field(8000, ge=0, alias="METRICS_PORT")  # 0 turns the metrics server off
     liveness_port: int = Field(8080, ge=0, alias="LIVENESS_PORT")  # 0 turns the liveness endpoint off
     # Deleting a PersonalAI waits this long for its objects, pods and volumes to go before its
@@ -60,6 +69,14 @@ class OperatorSettings(BaseModel):
     # A file audit stream is rotated at midnight UTC; this many days of it are kept. 365: a year of
     # "who erased what and when" to answer a person's or an auditor's question about it.
     audit_keep_days: int = Field(365, ge=1, le=3650, alias="AUDIT_KEEP_DAYS")
+    # A failed reconcile is retried after base * 2**retry seconds, jittered, never more than the cap
+    # (nor less than an API's Retry-After): see backoff.py.
+    backoff_base_seconds: float = Field(1.0, gt=0, alias="BACKOFF_BASE_SECONDS")
+    backoff_cap_seconds: float = Field(30.0, gt=0, alias="BACKOFF_CAP_SECONDS")
+    # TEST-ONLY fault injection; never set it in a deployment (the chart has no value for it).
+    # "job-created": the process exits right after it creates a trainer Job, before the run's status
+    # says so, as a crash there would (tests/cluster/operator/test_operator_faults.py).
+    fault_crash_after: Literal["", "job-created"] = Field("", alias="FAULT_CRASH_AFTER")
     trainer_memory: str = Field("48Gi", alias="TRAINER_MEMORY")
     trainer_cpu: str = Field("8", alias="TRAINER_CPU")
 

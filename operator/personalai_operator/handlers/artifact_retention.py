@@ -30,22 +30,38 @@ def enforce_artifact_retention(namespace: str, name: str) -> None:
             days = PersonalAISpec.model_validate(personalai.get("spec") or {}).retention.artifact_days
         except ValidationError:
             return  # the PersonalAI's reconcile reports its spec
-        labels = naming.personalai_labels(name)
-        jobs = kube.list_objects("Job", namespace, labels)
-        ledger = artifact_retention.read_ledger(
-            kube.get("ConfigMap", namespace, artifact_retention.ledger_name(name)))
-        ledger = _record_pruned(personalai, artifact_retention.newly_pruned(jobs, ledger), ledger, days)
-        runs = kube.list_objects("TrainingRun", namespace, labels)
-        if any(not artifact_retention.job_finished(job) for job in jobs) or \
-                any(artifact_retention.run_end(run) is None for run in runs):
-            return
-        expired = artifact_retention.expired_artifacts(personalai.get("status") or {}, runs, days,
-                                                       dt.datetime.now(dt.UTC), ledger)
-        if expired:
-            servers = kube.list_objects("Pod", namespace, {**labels, naming.LABEL_COMPONENT: "server"})
-            kube.create_if_absent(manifests.build_prune_job(personalai, artifact_retention.pruning(expired),
-                                                            SETTINGS, artifact_retention.volume_node(servers)))
+        # Read from the cache; before anything that cannot be undone (a record, a prune), from the API.
+        if _prune_decision(personalai, days, fresh=False):
+            personalai = kube.get("PersonalAI", namespace, name, fresh=True)
+            if personalai is not None:
+                _prune_decision(personalai, days, fresh=True)
 
+
+def _prune_decision(personalai: dict[str, Any], days: int, fresh: bool) -> bool:
+    """Record finished prunes and start the next one, on reads from the API when `fresh`; without it,
+    nothing is written: returns whether the fresh reads should decide (there is something to do)."""
+    namespace, name = personalai["metadata"]["namespace"], personalai["metadata"]["name"]
+    labels = naming.personalai_labels(name)
+    jobs = kube.list_objects("Job", namespace, labels, fresh=fresh)
+    ledger = artifact_retention.read_ledger(
+        kube.get("ConfigMap", namespace, artifact_retention.ledger_name(name), fresh=fresh))
+    removed = artifact_retention.newly_pruned(jobs, ledger)
+    if removed and not fresh:
+        return True
+    ledger = _record_pruned(personalai, removed, ledger, days)
+    runs = kube.list_objects("TrainingRun", namespace, labels, fresh=fresh)
+    if any(not artifact_retention.job_finished(job) for job in jobs) or \
+            any(artifact_retention.run_end(run) is None for run in runs):
+        return False
+    expired = artifact_retention.expired_artifacts(personalai.get("status") or {}, runs, days,
+                                                   dt.datetime.now(dt.UTC), ledger)
+    if expired and not fresh:
+        return True
+    if expired:
+        servers = kube.list_objects("Pod", namespace, {**labels, naming.LABEL_COMPONENT: "server"}, fresh=True)
+        kube.create_if_absent(manifests.build_prune_job(personalai, artifact_retention.pruning(expired),
+                                                        SETTINGS, artifact_retention.volume_node(servers)))
+    return False
 
 def _record_pruned(personalai: dict[str, Any], removed: dict[str, str], ledger: dict[str, str],
                    days: int) -> dict[str, str]:

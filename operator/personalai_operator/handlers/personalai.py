@@ -10,6 +10,7 @@ nothing.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import urllib.error
@@ -20,12 +21,13 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from personalai_contracts.endpoints import SERVICE_NAME_LABEL, ready_address
-from personalai_operator import audit, erasure, kube, manifests, metrics, naming, serving
+from personalai_operator import audit, erasure, kube, manifests, metrics, naming, serving, watch_cache
 from personalai_operator.conditions import Condition, find_condition, now_rfc3339, set_condition
 from personalai_operator.handlers.artifact_retention import enforce_artifact_retention
 from personalai_operator.handlers.common import SETTINGS, InvalidSpec, namespace_of, object_lock, parse_spec
+from personalai_operator.handlers.retrying import BACKOFF, RESYNC_BACKOFF, backs_off
 from personalai_operator.handlers.serving import reconcile_serving
-from personalai_operator.handlers.training_run import restart_run, supersede_run
+from personalai_operator.handlers.training_run import restart_run, resync_runs, supersede_run
 from personalai_operator.models import GROUP, VERSION, PersonalAISpec
 from personalai_operator.personalai_status import (
     DataVerdict,
@@ -53,7 +55,7 @@ def reconcile_personalai(namespace: str, name: str) -> dict[str, Any] | None:
 
 def _reconcile(namespace: str, name: str) -> dict[str, Any] | None:
     metrics.RECONCILES.labels(kind="PersonalAI").inc()
-    personalai = kube.get("PersonalAI", namespace, name)
+    personalai = kube.get("PersonalAI", namespace, name, fresh=True)  # its status is the base of the next one
     if personalai is None or personalai["metadata"].get("deletionTimestamp"):
         return None
     status = personalai.get("status") or {}
@@ -77,7 +79,7 @@ def _reconcile(namespace: str, name: str) -> dict[str, Any] | None:
     fields = derive_personalai_status(verdict, run, promotion, observed, status, generation,
                                       suspended=spec.suspend, access=access)
     if any(status.get(key) != value for key, value in fields.items()):
-        kube.patch_status("PersonalAI", namespace, name, fields)
+        kube.patch_status("PersonalAI", namespace, name, fields, read_as=personalai)
     _announce(personalai, status, fields, promotion)
     return fields
 
@@ -103,12 +105,25 @@ def _stop_runs(personalai: dict[str, Any]) -> None:
             supersede_run(run, None)
 
 
+# The verdict on each PersonalAI's reflections, by the version of the object holding them: a pass checks
+# access on the metadata (cached) and reads the data again only once that object changed. No content.
+_verdicts: dict[tuple[str, str], tuple[tuple[str, str, str, str], DataVerdict]] = {}
+
+
 def _assess(namespace: str, personalai: str, spec: PersonalAISpec) -> DataVerdict:
+    source = spec.reflections
     try:
-        raw = kube.read_reflections(namespace, spec.reflections, personalai)
+        read_as = (source.kind, source.ref.name, source.ref.key,
+                   kube.reflections_version(namespace, source, personalai))
+        known = _verdicts.get((namespace, personalai))
+        if known is not None and known[0] == read_as:
+            return known[1]
+        raw = kube.read_reflections(namespace, source, personalai)
     except kube.ReflectionsUnavailable as error:
+        _verdicts.pop((namespace, personalai), None)
         return unavailable(error.reason, str(error))
-    return assess_data(raw, spec.reflections.ref.key)
+    verdict = _verdicts[(namespace, personalai)] = (read_as, assess_data(raw, source.ref.key))
+    return verdict[1]
 
 
 def _ensure_training_run(personalai: dict[str, Any], spec: PersonalAISpec, data_version: str) -> dict[str, Any]:
@@ -123,6 +138,9 @@ def _ensure_training_run(personalai: dict[str, Any], spec: PersonalAISpec, data_
     fingerprint = naming.training_fingerprint(data_version, spec.base_model, spec.training)
     run_name = naming.training_run_name(name, fingerprint)
     runs = kube.list_objects("TrainingRun", namespace, naming.personalai_labels(name))
+    if all(candidate["metadata"]["name"] != run_name for candidate in runs):
+        # About to make a run and number its adapter: decide on the API's list, not the cache's.
+        runs = kube.list_objects("TrainingRun", namespace, naming.personalai_labels(name), fresh=True)
     for older in runs:
         if older["metadata"]["name"] != run_name and (older.get("status") or {}).get("phase") not in PHASES_DONE:
             supersede_run(older, run_name)
@@ -142,6 +160,12 @@ def _ensure_training_run(personalai: dict[str, Any], spec: PersonalAISpec, data_
 
 def _restart_if_asked(run: dict[str, Any], retry: str | None) -> dict[str, Any] | None:
     """The run started over when it was superseded and its inputs are current again, or a retry asks."""
+    if not (is_superseded(run.get("status") or {}) or retry_due(run, retry)):
+        return None
+    # A restart deletes the run's Job: decided on the API's copy, never on a cached one from before the last restart.
+    run = kube.get("TrainingRun", run["metadata"]["namespace"], run["metadata"]["name"], fresh=True) or {}
+    if not run:
+        return None
     if is_superseded(run.get("status") or {}):
         return restart_run(run, "Resumed", "Resumed: the PersonalAI's data and training config are this run's again.")
     if retry_due(run, retry):
@@ -174,18 +198,22 @@ def _report_invalid(personalai: dict[str, Any], status: dict[str, Any], message:
         kube.emit_event(personalai, "Warning", "InvalidSpec", message)
 
 
-@kopf.on.resume(*RESOURCE, id="resume", backoff=5)
-@kopf.on.create(*RESOURCE, id="create", backoff=5)
-@kopf.on.update(*RESOURCE, id="update", field="spec", backoff=5)
+@kopf.on.resume(*RESOURCE, id="resume", backoff=BACKOFF.cap_seconds)
+@kopf.on.create(*RESOURCE, id="create", backoff=BACKOFF.cap_seconds)
+@kopf.on.update(*RESOURCE, id="update", field="spec", backoff=BACKOFF.cap_seconds)
+@backs_off()
 def on_personalai(namespace: str | None, name: str, **_: Any) -> None:
     reconcile_personalai(namespace_of("PersonalAI", namespace), name)
 
 
-# A failed resync comes back at the resync interval, not after kopf's 60 s default backoff.
-@kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, backoff=SETTINGS.resync_seconds, id="resync")
+# A failed resync comes back from the resync interval up, not after kopf's 60 s default backoff.
+@kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, backoff=RESYNC_BACKOFF.cap_seconds, id="resync")
+@backs_off(RESYNC_BACKOFF)
 def resync_personalai(namespace: str | None, name: str, **_: Any) -> None:
-    """Catches what no event announces: the reflections Secret edited in place; and artifacts expiring."""
+    """Catches what no event announces: the reflections Secret edited in place, a run's missed event (its
+    runs are resynced here first, so the PersonalAI then reads their latest status); artifacts expiring."""
     try:
+        resync_runs(namespace_of("PersonalAI", namespace), name)
         reconcile_personalai(namespace_of("PersonalAI", namespace), name)
         enforce_artifact_retention(namespace_of("PersonalAI", namespace), name)
     except InvalidSpec:
@@ -200,12 +228,17 @@ def resync_personalai(namespace: str | None, name: str, **_: Any) -> None:
 _erasures_seen: dict[str, erasure.Inventory] = {}
 # What the chat server said of the remote engine's adapters, by uid, once settled (None: no remote engine).
 _remote_unloads: dict[str, erasure.RemoteUnload | None] = {}
+# Erasures this process has recorded, by uid: kopf may call the handler again before its finalizer is
+# gone (a conflict on that patch), and a second record, of nothing removed, would misreport the first.
+_erasures_recorded: collections.OrderedDict[str, None] = collections.OrderedDict()
+ERASURES_REMEMBERED = 10_000
 ERASURE_RETRY_SECONDS = 3.0
 FORGET_TIMEOUT_SECONDS = 10.0
 ERASURE_STALLED_RETRY_SECONDS = 30.0
 
 
-@kopf.on.delete(*RESOURCE, id="erase", backoff=5)
+@kopf.on.delete(*RESOURCE, id="erase", backoff=BACKOFF.cap_seconds)
+@backs_off()
 def erase_personalai(body: kopf.Body, namespace: str | None, name: str, runtime: dt.timedelta, **_: Any) -> None:
     """Have a remote engine unload the person's adapters, delete everything made for the PersonalAI,
     wait until it and its pods are gone, then say so.
@@ -215,8 +248,10 @@ def erase_personalai(body: kopf.Body, namespace: str | None, name: str, runtime:
     namespace = namespace_of("PersonalAI", namespace)
     personalai = dict(body)
     with object_lock("PersonalAI", namespace, name):
-        found = _erasable(namespace, name)
         uid = personalai["metadata"]["uid"]
+        if uid in _erasures_recorded:
+            return
+        found = _erasable(namespace, name)
         if uid not in _remote_unloads:
             # First, while the chat server still runs: the remote engine's adapters, which no delete reaches.
             unload = _unload_remote_adapters(personalai, found)
@@ -240,6 +275,10 @@ def erase_personalai(body: kopf.Body, namespace: str | None, name: str, runtime:
                     SETTINGS.audit_log, SETTINGS.audit_keep_days)
         _erasures_seen.pop(uid, None)
         _remote_unloads.pop(uid, None)
+        _erasures_recorded[uid] = None
+        while len(_erasures_recorded) > ERASURES_REMEMBERED:
+            _erasures_recorded.popitem(last=False)
+        _verdicts.pop((namespace, name), None)
 
 
 def _unload_remote_adapters(personalai: dict[str, Any], found: dict[str, list[dict[str, Any]]]
@@ -282,7 +321,8 @@ def _unload_remote_adapters(personalai: dict[str, Any], found: dict[str, list[di
 def _erasable(namespace: str, name: str) -> dict[str, list[dict[str, Any]]]:
     """Every object and pod made for the PersonalAI that still exists, by kind."""
     labels = naming.personalai_labels(name)
-    return {kind: kube.list_objects(kind, namespace, labels) for kind in erasure.AWAITED_KINDS}
+    # From the API, never the cache: "all gone" lifts the finalizer, and a stale cache could say it early.
+    return {kind: kube.list_objects(kind, namespace, labels, fresh=True) for kind in erasure.AWAITED_KINDS}
 
 
 def _set_purged(personalai: dict[str, Any], condition: Condition) -> None:
@@ -313,12 +353,16 @@ def refresh_owner(namespace: str, personalai: str | None) -> None:
 
 
 @kopf.on.field(GROUP, VERSION, "trainingruns", field="status.phase", id="owner-status")
-def on_run_phase(namespace: str | None, spec: kopf.Spec, **_: Any) -> None:
-    """A run changed phase: bring its PersonalAI's Trained/Ready up to date now."""
+@kopf.on.field(GROUP, VERSION, "trainingruns", field="status.message", id="owner-message")
+def on_run_phase(namespace: str | None, spec: kopf.Spec, body: kopf.Body, **_: Any) -> None:
+    """A run changed phase, or its message within one (a queued run learns the scheduler's reason): bring
+    its PersonalAI's Trained/Ready up to date now (Trained quotes the run's message)."""
+    watch_cache.observe("TrainingRun", "MODIFIED", body)  # the reconcile reads runs from the cache
     refresh_owner(namespace_of("TrainingRun", namespace), spec.get("personalAI"))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={naming.LABEL_COMPONENT: "server"}, id="server-status")
-def on_server_deployment(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+def on_server_deployment(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **event: Any) -> None:
     """The chat server's Deployment changed (a pod became Ready, or not): refresh Serving now."""
+    watch_cache.observe("Deployment", event.get("type"), body)
     refresh_owner(namespace_of("Deployment", namespace), labels.get(naming.LABEL_PERSONALAI))

@@ -58,8 +58,9 @@ def _serve(personalai: dict[str, Any], spec: PersonalAISpec, promotion: Promotio
     namespace, name = personalai["metadata"]["namespace"], personalai["metadata"]["name"]
     version, pin_error = served_version(spec.serving.adapter_version, promotion.current, promotion.history)
     if not spec.serving.enabled:
-        try:
-            kube.delete_if_present("Deployment", namespace, serving.server_name(name))
+        try:  # asked of the cache first: an idle pass with serving off sends nothing
+            if kube.get("Deployment", namespace, serving.server_name(name)) is not None:
+                kube.delete_if_present("Deployment", namespace, serving.server_name(name))
         except ApiException as error:
             return serving_status.rollout_failed(_refused("Deployment", serving.server_name(name), error))
         return serving_status.disabled()
@@ -168,7 +169,7 @@ def advertise_model_slots(body: kopf.Body, type: str, **_: Any) -> None:
     if patch is not None:
         kube.patch_node_status(name, patch)
         log.info("advertised %s=%s on node %s", model_slots.MODEL_SLOT, SETTINGS.model_slots_per_node, name)
-    pods = kube.list_all_pods(field_selector=f"spec.nodeName={name}")
+    pods = kube.list_all_pods(node=name)
     counts = model_slots.slots_summary([node], pods, SETTINGS)["nodes"].get(name, {"used": 0, "free": 0})
     metrics.MODEL_SLOTS.labels(node=name, state="used").set(counts["used"])
     metrics.MODEL_SLOTS.labels(node=name, state="free").set(counts["free"])

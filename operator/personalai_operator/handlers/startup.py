@@ -7,10 +7,12 @@ from typing import Any
 
 import kopf
 
-from personalai_operator import incluster, metrics
+from personalai_operator import incluster, kube, metrics, watch_cache
 from personalai_operator.handlers.common import SETTINGS
 from personalai_operator.models import GROUP
 from personalai_operator.naming import LABEL_TRAINING_RUN
+
+CACHE_READY_SECONDS = 30.0
 
 
 @kopf.on.login()
@@ -33,5 +35,20 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Watch only the Jobs and pods that run trainers, filtered by the API server.
     settings.watching.label_selectors["batch", "jobs"] = LABEL_TRAINING_RUN
     settings.watching.label_selectors["v1", "pods"] = LABEL_TRAINING_RUN
-    settings.execution.max_workers = 8
+    settings.execution.max_workers = SETTINGS.workers
     metrics.serve(SETTINGS.metrics_port)
+    # Reads from the watch cache from now on; the first passes after a restart wait (bounded) for its
+    # first lists rather than all asking the API at once. A kind it may not watch is read from the API.
+    cache = watch_cache.WatchCache(SETTINGS.namespaces, kube.watch_client)
+    cache.start()
+    watch_cache.install(cache)
+    if not cache.wait_ready(CACHE_READY_SECONDS):
+        logging.getLogger(__name__).warning("watch cache not filled after %s s; reading from the API meanwhile",
+                                            CACHE_READY_SECONDS)
+
+
+@kopf.on.cleanup()
+def stop_watch_cache(**_: Any) -> None:
+    cache = watch_cache.install(None)
+    if cache is not None:
+        cache.stop()

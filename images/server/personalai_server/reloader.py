@@ -49,9 +49,7 @@ async def apply_config(service: ChatService, new: ServerConfig) -> bool:
         service.memories.keep_only({*service.engine.loaded_adapters(), new.adapter.version})
         log.info("adapter switched to %s", new.adapter.version or "none (base model)")
         service.audit_adapter_load(new.adapter, "reload")
-    service.config = new
-    if hasattr(service.engine, "config"):
-        service.engine.config = new
+    service.use_config(new)
     service.metrics.observe_adapters(service.engine.loaded_adapters(), service.engine.active_adapter)
     return changed
 
@@ -62,9 +60,7 @@ async def retry_start(service: ChatService, new: ServerConfig) -> bool:
     new = keep_restart_only(service.config, new)
     if new == service.config:
         return False
-    service.config = new
-    if hasattr(service.engine, "config"):
-        service.engine.config = new
+    service.use_config(new)
     log.info("config changed while not serving; starting again with adapter %s", new.adapter.version or "none")
     await service.start_engine()
     return True

@@ -93,10 +93,10 @@ class ChatService:
     def __init__(self, config: ServerConfig, store: SessionStore, engine: Engine, metrics: ServerMetrics,
                  memories: Memories | None = None, clock: Callable[[], float] = time.monotonic,
                  audit: AuditLog | None = None):
-        self.config = config
         self.clock = clock  # monotonic seconds; a test's own clock times failing and shutting down
         self.store = store
         self.engine = engine
+        self.use_config(config)
         self.metrics = metrics
         self.memories = memories or Memories()
         self.audit = audit or AuditLog(config.audit, config.persona.personal_ai)
@@ -115,6 +115,16 @@ class ChatService:
         self.version_figures: dict[str, VersionFigures] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
+
+    def use_config(self, config: ServerConfig) -> None:
+        """`config` in force, for the engine too. An A/B candidate's recorded digest binds the engine
+        now, before a session is served by it: the engine loads it only from a folder with that manifest."""
+        self.config = config
+        if hasattr(self.engine, "config"):
+            self.engine.config = config
+        candidate = config.candidate
+        if candidate is not None and candidate.manifest_sha256 is not None:
+            self.engine.recorded_digests[candidate.version] = candidate.manifest_sha256
 
     async def start_engine(self) -> None:
         """Load the model and the configured adapter. On failure the process stays up, not ready, with
@@ -275,8 +285,6 @@ class ChatService:
             return "current", current, False
         candidate = self.config.candidate
         if candidate is not None and assignment.version == candidate.version:
-            if candidate.manifest_sha256 is not None:  # the engine loads it only from a folder with this manifest
-                self.engine.recorded_digests[candidate.version] = candidate.manifest_sha256
             return "candidate", candidate.version, False
         return "current", current, True
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from personalai_contracts import precision
 from personalai_contracts.paths import resolve
 from personalai_contracts.trainer_config import TrainerConfig
 from personalai_trainer.errors import ConfigError
@@ -50,7 +51,7 @@ class Machine:
     """What this machine can do, probed once (`probe_machine`) so the checks below stay pure."""
 
     cuda: bool
-    bf16: bool
+    bf16: bool  # bf16 matmuls run fast here (personalai_contracts.precision)
     compute_capability: tuple[int, int] | None
     bitsandbytes_error: str | None  # why 4-bit cannot run, None when it can
     flash_attention_installed: bool
@@ -70,7 +71,7 @@ def probe_machine() -> Machine:
         bnb_error = type(error).__name__
     return Machine(
         cuda=cuda,
-        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+        bf16=precision.bf16_is_fast(cuda),
         compute_capability=capability,
         bitsandbytes_error=bnb_error,
         flash_attention_installed=importlib.util.find_spec("flash_attn") is not None,

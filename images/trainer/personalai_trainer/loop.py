@@ -38,9 +38,9 @@ def to_tensors(batch: dict[str, list[list[int]]], device: torch.device | str) ->
 
 
 def autocast_for(device: torch.device | str, dtype: torch.dtype):
-    """bf16 autocast on GPU (LoRA weights stay float32 for the optimizer); nothing on CPU."""
-    if torch.device(device).type == "cuda" and dtype == torch.bfloat16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast when computing in bf16, on GPU or CPU (LoRA weights stay float32 for the optimizer)."""
+    if dtype == torch.bfloat16:
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

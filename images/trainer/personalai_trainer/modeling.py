@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from personalai_contracts import precision
 from personalai_contracts.paths import resolve
 from personalai_contracts.trainer_config import LoraConfig, TrainerConfig
 from personalai_trainer.config import Machine
@@ -42,8 +43,10 @@ def resolve_base_model(config: TrainerConfig) -> tuple[str, str | None]:
     return config.base_model, str(cache)
 
 
-def choose_compute_dtype(machine: Machine) -> torch.dtype:
-    return torch.bfloat16 if machine.cuda and machine.bf16 else torch.float32
+def choose_compute_dtype(machine: Machine, quantization: str) -> torch.dtype:
+    """The chat server's rule too (personalai_contracts.precision): validation scores what is served."""
+    return getattr(torch, precision.compute_dtype(cuda=machine.cuda, bf16_fast=machine.bf16,
+                                                 quantization=quantization))
 
 
 def load_base_model(

@@ -75,7 +75,7 @@ def main(config: TrainerConfig) -> RunResult:
     check_environment(config, machine, max_positions)
     attention = choose_attention(training.attention, machine)
     device = "cuda" if machine.cuda else "cpu"
-    dtype = choose_compute_dtype(machine)
+    dtype = choose_compute_dtype(machine, training.quantization)
     reporter = StatusReporter(config.run.namespace, config.run.name, config.reporting.kubernetes,
                               config.reporting.min_interval_seconds)
     metrics = TrainerMetrics(config.reporting.metrics_port, config.run.name)

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from personalai_contracts import precision
+
 from ..config import ServerConfig
 from .base import AdapterError, EngineError, GenerationParams, GenerationStats, GenerationTimeoutError, Message
 from .detokenize import IncrementalDetokenizer
@@ -88,7 +90,10 @@ class LocalEngine(AdapterHoldingEngine):
         engine = self.config.engine
         source = resolve_base_model(engine.base_model, engine.model_cache)
         on_gpu = torch.cuda.is_available()
-        kwargs: dict = {"dtype": torch.bfloat16 if on_gpu else torch.float32}
+        # The trainer's rule (personalai_contracts.precision): served as it was validated.
+        dtype = precision.compute_dtype(cuda=on_gpu, bf16_fast=precision.bf16_is_fast(on_gpu),
+                                        quantization=engine.quantization)
+        kwargs: dict = {"dtype": getattr(torch, dtype)}
         if engine.quantization == "nf4":
             from transformers import BitsAndBytesConfig
 

@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test unit lint venv binaries browser prometheus cluster-up cluster-down cluster-status clean
+.PHONY: demo test unit lint venv binaries browser prometheus podman images cluster-up cluster-down cluster-status clean
 
 venv: $(VENV)/.installed
 
@@ -47,8 +47,22 @@ prometheus:
 	  { echo ">> installing prometheus (dashboard test)"; apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; } || \
 	  echo ">> prometheus not available: the dashboard query test will be skipped"
 
+# Debian's podman builds and runs the images without Docker; debootstrap makes their base image from
+# Debian's packages when no image registry is reachable. Installed where apt is available (CI runs as root).
+podman:
+	@command -v podman >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  { echo ">> installing podman, runc and debootstrap (images)"; apt-get update -qq && \
+	    apt-get install -y -qq --no-install-recommends podman runc debootstrap >/dev/null; }; } || \
+	  echo ">> podman not available: no images are built and the images tier will be skipped"
+
+# The four images, offline (hack/devcluster/images.py): cached by the hash of their inputs.
+images: venv podman
+	$(PY) -m devcluster.images
+
 # Lint first: a style or type error fails in seconds, before any cluster is built.
-test: lint binaries browser prometheus
+test: lint binaries browser prometheus podman
+	@if command -v podman >/dev/null 2>&1; then $(PY) -m devcluster.images; \
+	  else echo ">> podman not available: the images tier will be skipped"; fi
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast loop: pure tests only, no Kubernetes binaries, no model.

@@ -1,0 +1,3 @@
+module realnode/images
+
+go 1.26.0

@@ -12,7 +12,12 @@ PersonalAIs (each with its reflections Secret, the example's, created first) fro
 watches TrainingRuns and Jobs. It reports, per PersonalAI, create -> TrainingRun and create -> Job
 (p50/p95/p99/max, from the client's clock when the create call returned to the watch event that
 showed the object), the time until every one has both, objects per second, and the operator's RSS
-(peak while converging; steady, after the idle window).
+(peak while converging; steady, after the idle window), and the CPU time each process sharing the
+machine used while converging (the plane's components, the operator, this client): on a small machine
+the cores, not the client rate limit, decide how fast the operator converges.
+
+The operator's own requests until converged (per PersonalAI, by verb, resource and code) and the time
+they waited for its client-side rate limit come from its metrics (personalai_operator_api_*).
 
 API requests per idle PersonalAI per resync come from the API server's own counter
 (`apiserver_request_total`, by verb, resource and code). The shared control plane also serves kwok,
@@ -76,6 +81,32 @@ def request_counts(plane) -> Counter:
     return counts
 
 
+OPERATOR_LINE = re.compile(r'^personalai_operator_(?P<name>api_requests_total|api_throttled_seconds_total)'
+                           r'(?:\{(?P<labels>[^}]*)\})? (?P<value>[0-9.e+]+)$')
+
+
+def operator_requests(port: int) -> tuple[Counter, float]:
+    """The operator's own count of its handlers' requests, by (verb, resource, code), and the seconds they
+    waited for its client-side rate limit (personalai_operator.metrics); kopf's own requests not included."""
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    counts: Counter = Counter()
+    throttled = 0.0
+    for line in text.splitlines():
+        match = OPERATOR_LINE.match(line)
+        if not match:
+            continue
+        if match["name"] == "api_throttled_seconds_total":
+            throttled = float(match["value"])
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"] or ""))
+        counts[(labels.get("verb", ""), labels.get("resource", ""), labels.get("code", ""))] += float(match["value"])
+    return counts, throttled
+
+
 def rss_mib(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -84,6 +115,27 @@ def rss_mib(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (0 once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_holders(plane, operator_pid: int) -> dict[str, int]:
+    """The processes that share this machine's cores while the operator converges: the plane's own
+    components (from their pid files), the operator, and this benchmark (its client and watches)."""
+    holders = {"operator": operator_pid, "benchmark client": os.getpid()}
+    for pid_file in sorted((plane.state_dir / "run").glob("*.pid")):
+        try:
+            holders[pid_file.stem] = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return holders
 
 
 def free_port() -> int:
@@ -291,11 +343,19 @@ def main() -> int:
         seen.start()
         time.sleep(5)  # the operator's first list of an empty world, and the watches' first list
         print("-- creating", flush=True)
+        holders = cpu_holders(plane, operator.process.pid)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in holders.items()}
+        wall_before = time.monotonic()
         created = create_people(plane, namespaces, people)
         begin = min(created.values())
         deadline = time.monotonic() + args.timeout
         while (len(seen.runs) < people or len(seen.jobs) < people) and time.monotonic() < deadline:
+            if operator.process.poll() is not None:
+                print(f"the operator exited (code {operator.process.returncode}): see {log}", file=sys.stderr)
+                return 1
             time.sleep(0.2)
+        cpu_used = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in holders.items()}
+        wall = time.monotonic() - wall_before
         converged = max([*seen.runs.values(), *seen.jobs.values()], default=begin) - begin
         to_run = [seen.runs[p] - created[p] for p in created if p in seen.runs]
         to_job = [seen.jobs[p] - created[p] for p in created if p in seen.jobs]
@@ -305,6 +365,17 @@ def main() -> int:
         print(f"   all converged after {converged:.1f} s ({len(seen.jobs)}/{people} with a Job): "
               f"{people / max(converged, 1e-9):.1f} PersonalAIs per second")
         print(f"   operator RSS peak while converging: {peak_converging:.0f} MiB", flush=True)
+        cores = os.cpu_count() or 1
+        print(f"   CPU while converging ({wall:.1f} s on {cores} cores, {wall * cores:.0f} CPU-s available): "
+              f"{sum(cpu_used.values()):.1f} CPU-s used by")
+        for name, used in sorted(cpu_used.items(), key=lambda item: -item[1]):
+            print(f"     {name:24} {used:6.1f} CPU-s  {used / people * 1000:5.0f} ms per PersonalAI")
+        made, throttled = operator_requests(int(operator.env["PERSONALAI_METRICS_PORT"]))
+        print(f"   the operator's handlers' requests until converged, per PersonalAI: "
+              f"{sum(made.values()) / people:.1f}; waited {throttled:.1f} s in all for the client rate limit "
+              f"(PERSONALAI_API_QPS {os.environ.get('PERSONALAI_API_QPS', 'default')})")
+        for (verb, resource, code), value in made.most_common(12):
+            print(f"     {verb} {resource} {code}  {value / people:.2f}")
 
         # Quiet: wait until nothing has appeared for two resyncs (bounded), then count one idle window.
         quiet_deadline = time.monotonic() + 10 * args.resync_seconds

@@ -7,8 +7,8 @@ For each stack (uvicorn's asyncio+h11, then uvloop+httptools) and each size, it 
 at a time and each in its own process: ours (the real app, a fixed-token engine yielding --tokens
 tokens, one every --token-delay-ms) and the floor (a raw ASGI callable, no framework, that replays the
 SSE events ours sent for one recorded reply, byte for byte, with the same pacing). The load client runs
-in a third process, so neither server shares its CPU with the measurement. It opens --sizes streams at
-once and reports time to first token (TTFT) p50/p95/p99, wall time, tokens/s, the server's RSS before,
+in a third process, so neither server shares its CPU with the measurement. After --warmup streams that
+are not measured, it opens --sizes streams at once and reports time to first token (TTFT) p50/p95/p99, wall time, tokens/s, the server's RSS before,
 after and at peak (sampled), and ours/floor. The recorded reply is synthetic text, never personal data.
 """
 
@@ -159,18 +159,21 @@ async def one_stream(client, session_id: str) -> tuple[float, float, int]:
     return first, time.perf_counter() - started, chunks
 
 
-async def load(url: str, streams: int) -> dict:
+async def load(url: str, streams: int, warmup: int) -> dict:
     import httpx
 
     limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
-        sessions = [(await client.post("/api/ai-echo/sessions", json={})).json()["sessionId"] for _ in range(streams)]
+        sessions = [(await client.post("/api/ai-echo/sessions", json={})).json()["sessionId"] for _ in range(streams + warmup)]
     # Fresh connections for the streams: a kept-alive one the server is closing for idleness
     # (uvicorn's 5 s keep-alive) would fail the request; and each stream opens its own, as a browser's would.
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as client:
+        # Not measured: a server that has answered before (its first request builds FastAPI's route
+        # state and pydantic's validators, once), as a serving one has.
+        await asyncio.gather(*(one_stream(client, s) for s in sessions[streams:]))
         started = time.perf_counter()
-        results = await asyncio.gather(*(one_stream(client, s) for s in sessions))
+        results = await asyncio.gather(*(one_stream(client, s) for s in sessions[:streams]))
         wall = time.perf_counter() - started
     return {"ttft": [r[0] for r in results], "chunks": sum(r[2] for r in results), "wall": wall}
 
@@ -234,7 +237,7 @@ def summarize(result: dict, rss: dict) -> dict:
     }
 
 
-def measure(server_argv: list[str], url: str, streams: int, timeout: float) -> dict:
+def measure(server_argv: list[str], url: str, streams: int, warmup: int, timeout: float) -> dict:
     """Start one server, load it from a client process, sample the server's RSS meanwhile, stop both."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # The server's stderr is its audit log (one line per request): not part of the report.
@@ -242,7 +245,8 @@ def measure(server_argv: list[str], url: str, streams: int, timeout: float) -> d
     try:
         wait_ready(url)
         before = peak = rss_mib(server.pid)
-        client = subprocess.Popen([sys.executable, str(HERE), "--role", "client", "--url", url, "--streams", str(streams)],
+        client = subprocess.Popen([sys.executable, str(HERE), "--role", "client", "--url", url, "--streams", str(streams),
+                                   "--warmup", str(warmup)],
                                   stdout=subprocess.PIPE, env=env)
         deadline = time.monotonic() + timeout
         while client.poll() is None:
@@ -276,10 +280,10 @@ def run_all(args) -> list[dict]:
                 ours_argv = ["--role", "serve-ours", "--config", str(config), "--loop", loop, "--http", http, *pacing]
                 if not events_path.exists():
                     events_path.write_text(json.dumps([event.hex() for event in record_once(ours_argv, url)]))
-                ours = measure(ours_argv, url, streams, args.timeout)
+                ours = measure(ours_argv, url, streams, args.warmup, args.timeout)
                 floor_argv = ["--role", "serve-floor", "--events", str(events_path), "--port", str(port),
                               "--loop", loop, "--http", http, *pacing]
-                floor = measure(floor_argv, url, streams, args.timeout)
+                floor = measure(floor_argv, url, streams, args.warmup, args.timeout)
                 rows.append({"stack": stack, "streams": streams, "ours": ours, "floor": floor, "oursOverFloor": {
                     name: round(ours["ttftMs"][name] / floor["ttftMs"][name], 2) for name in ("p50", "p95", "p99")}})
     return rows
@@ -316,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stacks", nargs="+", choices=list(STACKS), default=list(STACKS))
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--token-delay-ms", type=float, default=5.0)
+    parser.add_argument("--warmup", type=int, default=10, help="streams each server answers, unmeasured, first")
     parser.add_argument("--timeout", type=float, default=300, help="seconds one client run may take")
     parser.add_argument("--json", type=Path, help="also write the full report here")
     # The child processes' arguments.
@@ -330,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.role == "serve-floor":
         serve_floor(args)
     elif args.role == "client":
-        print(json.dumps(asyncio.run(load(args.url, args.streams))))
+        print(json.dumps(asyncio.run(load(args.url, args.streams, args.warmup))))
     else:
         rows = run_all(args)
         if args.json:

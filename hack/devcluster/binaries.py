@@ -11,6 +11,7 @@ so a warm machine skips the build and a version bump builds afresh.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -151,8 +152,21 @@ def _module_dir(tool: Tool, env: dict[str, str]) -> Path:
 def build() -> Path:
     """Build every missing binary into the cache; return the folder that holds them."""
     target = bin_dir()
-    if all((target / out).exists() for tool in TOOLS for out in tool.outputs) and (target / "kwok-stages.yaml").exists():
+    if _complete(target):
         return target
+    # One builder at a time (`make demo` and `make test` side by side share the cache): the second
+    # waits, then finds the folder the first one finished.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return target if _complete(target) else _build_into(target)
+
+
+def _complete(target: Path) -> bool:
+    return all((target / out).exists() for tool in TOOLS for out in tool.outputs) and (target / "kwok-stages.yaml").exists()
+
+
+def _build_into(target: Path) -> Path:
     if shutil.which("go") is None:
         raise RuntimeError("building the control plane needs Go (https://go.dev/dl); `go` is not on PATH")
     partial = target.with_name(target.name + ".partial")

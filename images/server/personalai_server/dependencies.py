@@ -12,8 +12,12 @@ from .service import ChatService
 
 bearer = HTTPBearer(auto_error=False, description="A token from the server's auth Secret")
 
+# The dependencies are `async def` although none awaits: FastAPI runs a plain `def` dependency in a
+# worker thread, a hand-off per request (and a wait for one of 40 threads under load) for work that
+# takes microseconds (a sha256 and a few stats).
 
-def get_service(request: Request) -> ChatService:
+
+async def get_service(request: Request) -> ChatService:
     return request.app.state.service
 
 
@@ -36,12 +40,12 @@ def audit_auth(connection: HTTPConnection, principal: Principal | None, reason: 
         owner=principal.short_id if principal else None, reason=reason)
 
 
-def optional_principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal | None:
+async def optional_principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal | None:
     """The caller if it sent a valid token, else None (for endpoints that say more to a token holder)."""
     return request.app.state.tokens.authenticate(credentials.credentials if credentials else None)
 
 
-def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
     """The caller, whose token checked out; not counted against a rate limit (metrics, the API document)."""
     return authenticate_token(request, credentials.credentials if credentials else None)
 

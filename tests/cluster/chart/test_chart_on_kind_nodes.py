@@ -85,10 +85,11 @@ def kind_shaped(cluster):
 
 
 def install_on(release, shape: str, watched: str) -> None:
+    # --set-string: a label value is a string even when the random shape happens to read as a number
     release.helm("install", "-f", str(KIND_VALUES), "--set", "crds.install=false",
                  "--set", f"watchNamespaces={{{watched}}}",
-                 "--set", f"operator.nodeSelector.personalai\\.dev/test-kind-shape={shape}",
-                 "--set", f"gateway.nodeSelector.personalai\\.dev/test-kind-shape={shape}")
+                 "--set-string", f"operator.nodeSelector.personalai\\.dev/test-kind-shape={shape}",
+                 "--set-string", f"gateway.nodeSelector.personalai\\.dev/test-kind-shape={shape}")
 
 
 def test_the_operator_and_gateway_land_on_kinds_plain_worker(cluster, crds, release, new_namespace, kind_shaped):

@@ -25,10 +25,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from browser import CHROMIUM, Page
 from cluster_harness import EXAMPLES, REPO, free_port, items, take_every_gpu
 from gateway_helpers import create_person
 
+from browser import CHROMIUM, Page
 from devcluster.waiting import wait_for
 from personalai_contracts.names import chat_server_name
 

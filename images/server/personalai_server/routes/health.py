@@ -60,7 +60,7 @@ async def health(request: Request, principal: Principal | None = Depends(optiona
     return readiness(request, principal)
 
 
-def metrics_reader(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+async def metrics_reader(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
     """A scraper with a token of auth.metricsTokensDir, else the person (audited either way), else a 401.
     Only this route asks the scrapers' store, so their tokens read metrics and nothing else."""
     token = credentials.credentials if credentials else None

@@ -8,8 +8,10 @@ at a time and each in its own process: ours (the real app, a fixed-token engine 
 tokens, one every --token-delay-ms) and the floor (a raw ASGI callable, no framework, that replays the
 SSE events ours sent for one recorded reply, byte for byte, with the same pacing). The load client runs
 in a third process, so neither server shares its CPU with the measurement. After --warmup streams that
-are not measured, it opens --sizes streams at once and reports time to first token (TTFT) p50/p95/p99, wall time, tokens/s, the server's RSS before,
-after and at peak (sampled), and ours/floor. The recorded reply is synthetic text, never personal data.
+are not measured, it opens --sizes streams at once and reports time to first token (TTFT) p50/p95/p99,
+wall time, tokens/s, streams that failed, the server's RSS before, after and at peak (sampled), and
+ours/floor. Ours and the floor run in turns, --repeat times; the table shows medians. The recorded
+reply is synthetic text, never personal data.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,17 +168,25 @@ async def load(url: str, streams: int, warmup: int) -> dict:
     limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
-        sessions = [(await client.post("/api/ai-echo/sessions", json={})).json()["sessionId"] for _ in range(streams + warmup)]
+        sessions = []
+        for _ in range(streams + warmup):
+            created = await client.post("/api/ai-echo/sessions", json={})
+            created.raise_for_status()
+            sessions.append(created.json()["sessionId"])
+    # Not measured: a server that has answered before (its first request builds FastAPI's route
+    # state and pydantic's validators, once), as a serving one has.
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as client:
+        await asyncio.gather(*(one_stream(client, s) for s in sessions[streams:]))
     # Fresh connections for the streams: a kept-alive one the server is closing for idleness
     # (uvicorn's 5 s keep-alive) would fail the request; and each stream opens its own, as a browser's would.
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as client:
-        # Not measured: a server that has answered before (its first request builds FastAPI's route
-        # state and pydantic's validators, once), as a serving one has.
-        await asyncio.gather(*(one_stream(client, s) for s in sessions[streams:]))
         started = time.perf_counter()
-        results = await asyncio.gather(*(one_stream(client, s) for s in sessions[:streams]))
+        results = await asyncio.gather(*(one_stream(client, s) for s in sessions[:streams]), return_exceptions=True)
         wall = time.perf_counter() - started
-    return {"ttft": [r[0] for r in results], "chunks": sum(r[2] for r in results), "wall": wall}
+    done = [r for r in results if not isinstance(r, BaseException)]
+    failed = sorted({f"{type(r).__name__}: {r}"[:120] for r in results if isinstance(r, BaseException)})
+    return {"ttft": [r[0] for r in done], "chunks": sum(r[2] for r in done), "wall": wall,
+            "failed": len(results) - len(done), "failures": failed}
 
 
 async def record_reply(url: str) -> list[bytes]:
@@ -234,6 +245,8 @@ def summarize(result: dict, rss: dict) -> dict:
         "tokensPerSecond": round(result["chunks"] / result["wall"], 1),
         "tokens": result["chunks"],
         "serverRssMiB": {name: round(value, 1) for name, value in rss.items()},
+        "failedStreams": result["failed"],
+        "failures": result["failures"],
     }
 
 
@@ -276,17 +289,43 @@ def run_all(args) -> list[dict]:
             for streams in args.sizes:
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
-                config = write_config(workdir / f"{stack}-{streams}", port, streams + 1, args.tokens)
-                ours_argv = ["--role", "serve-ours", "--config", str(config), "--loop", loop, "--http", http, *pacing]
+
+                # A fresh data folder for each run of ours: earlier runs' sessions would count against its limits.
+                ours_argv = [["--role", "serve-ours", "--loop", loop, "--http", http, *pacing, "--config",
+                              str(write_config(workdir / f"{stack}-{streams}-{run}", port, streams + 1, args.tokens))]
+                             for run in range(args.repeat + 1)]
                 if not events_path.exists():
-                    events_path.write_text(json.dumps([event.hex() for event in record_once(ours_argv, url)]))
-                ours = measure(ours_argv, url, streams, args.warmup, args.timeout)
+                    events_path.write_text(json.dumps([event.hex() for event in record_once(ours_argv[0], url)]))
                 floor_argv = ["--role", "serve-floor", "--events", str(events_path), "--port", str(port),
                               "--loop", loop, "--http", http, *pacing]
-                floor = measure(floor_argv, url, streams, args.warmup, args.timeout)
-                rows.append({"stack": stack, "streams": streams, "ours": ours, "floor": floor, "oursOverFloor": {
-                    name: round(ours["ttftMs"][name] / floor["ttftMs"][name], 2) for name in ("p50", "p95", "p99")}})
+                # Ours and the floor in turns, --repeat times: on a shared machine a run's noise is
+                # mostly the moment's, so each ratio is of two neighbouring runs, and the median is shown.
+                pairs = [(measure(ours_argv[run + 1], url, streams, args.warmup, args.timeout),
+                          measure(floor_argv, url, streams, args.warmup, args.timeout)) for run in range(args.repeat)]
+                rows.append({"stack": stack, "streams": streams, "runs": args.repeat,
+                             "ours": median_run([ours for ours, _ in pairs]),
+                             "floor": median_run([floor for _, floor in pairs]),
+                             "oursOverFloor": {name: round(statistics.median(
+                                 ours["ttftMs"][name] / floor["ttftMs"][name] for ours, floor in pairs), 2)
+                                 for name in ("p50", "p95", "p99")}})
     return rows
+
+
+def median_run(runs: list[dict]) -> dict:
+    """One summary of several runs of a server: the median of each figure, RSS peak the highest, failures summed."""
+    def median_of(pick):
+        return round(statistics.median(pick(run) for run in runs), 1)
+
+    return {
+        "ttftMs": {name: median_of(lambda run, n=name: run["ttftMs"][n]) for name in ("p50", "p95", "p99")},
+        "wallSeconds": median_of(lambda run: run["wallSeconds"]),
+        "tokensPerSecond": median_of(lambda run: run["tokensPerSecond"]),
+        "serverRssMiB": {"before": median_of(lambda run: run["serverRssMiB"]["before"]),
+                         "after": median_of(lambda run: run["serverRssMiB"]["after"]),
+                         "peak": max(run["serverRssMiB"]["peak"] for run in runs)},
+        "failedStreams": sum(run["failedStreams"] for run in runs),
+        "failures": sorted({failure for run in runs for failure in run["failures"]}),
+    }
 
 
 def record_once(server_argv: list[str], url: str) -> list[bytes]:
@@ -309,8 +348,10 @@ def table(rows: list[dict]) -> str:
             lines.append(f"{row['stack']:<17}{row['streams']:>8} {name:<6}{r['ttftMs']['p50']:>8}{r['ttftMs']['p95']:>8}"
                          f"{r['ttftMs']['p99']:>8}{r['wallSeconds']:>8}{r['tokensPerSecond']:>9}"
                          f"{rss['before']:>12}/{rss['after']}/{rss['peak']}")
+            if r["failedStreams"]:
+                lines.append(f"{'':<26}{r['failedStreams']} streams failed: {'; '.join(r['failures'])}")
         ratio = row["oursOverFloor"]
-        lines.append(f"{'':<26}ours/floor TTFT p50 {ratio['p50']}x  p95 {ratio['p95']}x  p99 {ratio['p99']}x")
+        lines.append(f"{'':<26}ours/floor TTFT (median of {row['runs']} paired runs) p50 {ratio['p50']}x  p95 {ratio['p95']}x  p99 {ratio['p99']}x")
     return "\n".join(lines)
 
 
@@ -320,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stacks", nargs="+", choices=list(STACKS), default=list(STACKS))
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--token-delay-ms", type=float, default=5.0)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each server, in turns; medians are shown")
     parser.add_argument("--warmup", type=int, default=10, help="streams each server answers, unmeasured, first")
     parser.add_argument("--timeout", type=float, default=300, help="seconds one client run may take")
     parser.add_argument("--json", type=Path, help="also write the full report here")

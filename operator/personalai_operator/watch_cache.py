@@ -8,7 +8,9 @@ A kind the credentials may not list and watch (403) is simply not cached: kube.p
 What is stored, and why it is safe:
 - Only what the operator made (label app.kubernetes.io/managed-by), the PersonalAIs and TrainingRuns,
   EndpointSlices and pods, each without managedFields or the last-applied annotation (a client-side
-  `kubectl apply` copies a whole Secret into it). The only Secrets held whole are the operator's own
+  `kubectl apply` copies a whole Secret into it), kept as compact JSON: a read decodes a copy of its
+  own (faster than copying dicts), and 1,000 PersonalAIs' objects take a sixth of the memory they
+  take as dicts (a trainer Job: 4.5 KB against 28 KB). The only Secrets held whole are the operator's own
   (the person's token); every other Secret is watched as metadata only (PartialObjectMetadata), so
   reflections never enter the cache.
 - A stale answer never makes a wrong action stick: a create on a stale miss gets 409 (kube.py then
@@ -18,7 +20,6 @@ What is stored, and why it is safe:
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import json
 import logging
@@ -103,6 +104,30 @@ def newer(version: str | None, than: str | None) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An object as an informer keeps it: its trimmed JSON, and what matching and ordering need."""
+
+    uid: str | None
+    version: str | None
+    labels: dict[str, str]
+    raw: bytes
+
+    @classmethod
+    def of(cls, kind: str, obj: dict[str, Any]) -> Stored:
+        kept = trim(kind, obj)
+        metadata = kept["metadata"]
+        return cls(metadata.get("uid"), metadata.get("resourceVersion"), dict(metadata.get("labels") or {}),
+                   json.dumps(kept, separators=(",", ":")).encode())
+
+    def load(self) -> dict[str, Any]:
+        """A copy of the object for the caller to keep or change."""
+        return json.loads(self.raw)
+
+    def has(self, labels: dict[str, str]) -> bool:
+        return all(self.labels.get(key) == value for key, value in labels.items())
+
+
 def selector_labels(selector: str) -> dict[str, str]:
     """The labels an equality selector ("a=b,c=d") asks for."""
     return dict(part.split("=", 1) for part in selector.split(",") if part)
@@ -122,7 +147,7 @@ class Informer:
                  client_factory: Callable[[], kubernetes.client.ApiClient]):
         self.source, self.namespace, self.keep = source, namespace, keep
         self._client_factory = client_factory
-        self._objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self._objects: dict[tuple[str, str], Stored] = {}
         # uids the operator deleted itself, until the watch says DELETED: late events of them are ignored
         self._deleted: set[str] = set()
         self._lock = threading.Lock()
@@ -134,13 +159,14 @@ class Informer:
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
-            obj = self._objects.get((namespace, name))
-        return copy.deepcopy(obj) if obj is not None else None  # stored objects are replaced, never changed
+            stored = self._objects.get((namespace, name))
+        return stored.load() if stored is not None else None
 
     def select(self, namespace: str | None, labels: dict[str, str]) -> list[dict[str, Any]]:
         with self._lock:
-            found = [obj for obj in self._objects.values() if matches(obj, namespace, labels)]
-        return copy.deepcopy(found)
+            found = [stored for key, stored in self._objects.items()
+                     if (namespace is None or key[0] == namespace) and stored.has(labels)]
+        return [stored.load() for stored in found]
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -156,7 +182,7 @@ class Informer:
             return
         with self._lock:
             if key not in self._objects and metadata.get("uid") not in self._deleted:
-                self._objects[key] = trim(self.source.kind, obj)
+                self._objects[key] = Stored.of(self.source.kind, obj)
 
     def observe(self, event_type: str, obj: dict[str, Any]) -> None:
         """An event kopf has just handed a handler: into the store unless it holds a newer version, so
@@ -168,18 +194,18 @@ class Informer:
         with self._lock:
             stored = self._objects.get(key)
             if event_type == "DELETED":
-                if stored is not None and stored["metadata"].get("uid") == metadata.get("uid"):
+                if stored is not None and stored.uid == metadata.get("uid"):
                     del self._objects[key]
             elif metadata.get("uid") not in self._deleted and (
-                    stored is None or newer(metadata.get("resourceVersion"), stored["metadata"].get("resourceVersion"))):
-                self._objects[key] = trim(self.source.kind, obj)
+                    stored is None or newer(metadata.get("resourceVersion"), stored.version)):
+                self._objects[key] = Stored.of(self.source.kind, obj)
 
     def forget(self, namespace: str, name: str) -> None:
         """The operator deleted it: gone from reads now, whatever the watch still has on its way."""
         with self._lock:
-            obj = self._objects.pop((namespace, name), None)
-            if obj is not None and obj["metadata"].get("uid"):
-                self._deleted.add(obj["metadata"]["uid"])
+            stored = self._objects.pop((namespace, name), None)
+            if stored is not None and stored.uid:
+                self._deleted.add(stored.uid)
 
     # ---- the stream (its own thread) -----------------------------------------------------------
 
@@ -193,16 +219,16 @@ class Informer:
             stored = self._objects.get(key)
             if kind == "DELETED":
                 self._deleted.discard(metadata.get("uid"))
-                if stored is not None and stored["metadata"].get("uid") in (None, metadata.get("uid")):
+                if stored is not None and stored.uid in (None, metadata.get("uid")):
                     del self._objects[key]  # that object only: a successor of its name (remembered) stays
             elif not self.keep(key[0]):
                 self._objects.pop(key, None)
             elif metadata.get("uid") not in self._deleted:
-                self._objects[key] = trim(self.source.kind, obj)
+                self._objects[key] = Stored.of(self.source.kind, obj)
         return metadata.get("resourceVersion")
 
     def replace(self, items: list[dict[str, Any]]) -> None:
-        kept = {((item["metadata"].get("namespace") or ""), item["metadata"]["name"]): trim(self.source.kind, item)
+        kept = {((item["metadata"].get("namespace") or ""), item["metadata"]["name"]): Stored.of(self.source.kind, item)
                 for item in items if self.keep(item["metadata"].get("namespace") or "")}
         with self._lock:
             self._objects = kept  # the list is the truth: what it still has is still there
@@ -374,4 +400,4 @@ def observe(kind: str, event_type: str | None, body: Any) -> None:
     obj = dict(body)
     found = informer(kind, (obj.get("metadata") or {}).get("namespace"))
     if found is not None:
-        found.observe(event_type or "MODIFIED", copy.deepcopy(obj))
+        found.observe(event_type or "MODIFIED", obj)  # stored as its JSON: kopf's body is not kept

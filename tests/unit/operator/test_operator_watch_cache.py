@@ -195,3 +195,14 @@ def test_an_event_kopf_handed_over_is_kept_unless_the_watch_already_has_a_later_
 def test_resource_versions_compare_as_numbers_when_they_are():
     assert watch_cache.newer("10", "9") and not watch_cache.newer("9", "10")
     assert watch_cache.newer("opaque", "10")  # unknown order: the version at hand wins
+
+
+def test_what_is_handed_in_is_not_kept_by_reference():
+    # kopf's body and the caller's dicts change after the call; the store holds the object's JSON.
+    cache = informer()
+    handed = obj("job", status={"active": 1})
+    cache.observe("ADDED", handed)
+    handed["status"]["active"] = 0
+    handed["metadata"]["labels"] = {}
+    assert cache.get("ns", "job")["status"] == {"active": 1}
+    assert cache.select("ns", OURS) == [cache.get("ns", "job")]
